@@ -1,0 +1,241 @@
+"""The ``ov-sdxl`` command line: convert, generate, tiny, verify, devices, schedulers.
+
+    ov-sdxl tiny --output models/tiny
+    ov-sdxl generate --model models/tiny --prompt "a lighthouse at dusk" --mode base+refiner --output out.png
+    python convert.py --base stabilityai/stable-diffusion-xl-base-1.0 --output models/sdxl --weights int8
+
+``main(argv) -> int`` translates errors once: bad input exits 2, failures exit 1, each with one line on stderr
+that begins with ``error:``; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ov_sdxl.errors import InputError, OvSdxlError
+
+log = logging.getLogger("ov_sdxl")
+
+EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}")
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="export SDXL base (+ refiner) to OpenVINO IR")
+    p.add_argument("--base", required=True, help="hub id or local diffusers folder of SDXL base")
+    p.add_argument("--refiner", help="hub id or local diffusers folder of the SDXL refiner")
+    p.add_argument("--output", required=True, type=Path, help="model folder to create")
+    p.add_argument("--weights", default="fp16", choices=["fp32", "fp16", "int8", "int4"], help="default: fp16")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_HIGH_NOISE_FRAC, DEFAULT_STEPS, Mode
+
+    p = sub.add_parser("generate", help="generate images with a converted model")
+    p.add_argument("--model", required=True, type=Path, help="converted model folder (see convert, tiny)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt-2", help="prompt for the second text encoder (default: --prompt)")
+    p.add_argument("--negative-prompt")
+    p.add_argument("--negative-prompt-2")
+    p.add_argument("--mode", default="text2img", choices=[m.value for m in Mode])
+    p.add_argument("--image", type=Path, help="input image for img2img and refine")
+    p.add_argument("--strength", type=float, help="img2img/refine noise strength in (0, 1]; default 0.6 / 0.3")
+    p.add_argument("--high-noise-frac", type=float, default=DEFAULT_HIGH_NOISE_FRAC,
+                   help=f"base+refiner hand-off fraction in (0, 1); default {DEFAULT_HIGH_NOISE_FRAC}")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default {DEFAULT_STEPS}")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"default {DEFAULT_GUIDANCE}")
+    p.add_argument("--width", type=int, help="default: the model's native size (1024 for SDXL)")
+    p.add_argument("--height", type=int)
+    p.add_argument("--seed", type=int, help="default: a random seed, printed")
+    p.add_argument("--num-images", type=int, default=1)
+    p.add_argument("--scheduler", help="default: the model's own; see `ov-sdxl schedulers`")
+    p.add_argument("--device", default="CPU", help="CPU, GPU, GPU.1, AUTO...; see `ov-sdxl devices`")
+    p.add_argument("--precision", default="auto", choices=["auto", "f32", "bf16", "f16"],
+                   help="OpenVINO inference precision; auto = the device's default")
+    p.add_argument("--dynamic-shapes", action="store_true", help="skip static reshaping (no recompile per size)")
+    p.add_argument("--output", type=Path, default=Path("out.png"), help="PNG path; several images are numbered")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ov-sdxl", description="Stable Diffusion XL on Intel CPUs and GPUs with OpenVINO")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_convert(sub)
+    _add_generate(sub)
+    p = sub.add_parser("tiny", help="build and convert a tiny random SDXL (offline; for trying things out)")
+    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--weights", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
+    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("verify", help="check every file of a model folder against its manifest's sha256")
+    p.add_argument("--model", required=True, type=Path)
+    sub.add_parser("devices", help="list the OpenVINO devices of this machine")
+    sub.add_parser("schedulers", help="list the scheduler names")
+    return parser
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from ov_sdxl.config import ConvertConfig
+    from ov_sdxl.convert import convert_models
+
+    config = ConvertConfig(base=args.base, refiner=args.refiner, output=args.output, weights=args.weights,
+                           overwrite=args.overwrite)
+    if not args.debug:
+        _quiet_loading_bars()
+    result = convert_models(config)
+    print(f"{'already converted' if result.skipped else 'converted'}: {result.output}")
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ov_sdxl.config import GenerationParams, RuntimeConfig
+    from ov_sdxl.images import load_image, save_images
+    from ov_sdxl.runtime import SDXLRuntime
+
+    image = load_image(args.image) if args.image is not None else None
+    params = GenerationParams(
+        prompt=args.prompt, prompt_2=args.prompt_2, negative_prompt=args.negative_prompt,
+        negative_prompt_2=args.negative_prompt_2, mode=args.mode, image=image, strength=args.strength,
+        high_noise_frac=args.high_noise_frac, steps=args.steps, guidance=args.guidance, width=args.width,
+        height=args.height, seed=args.seed, num_images=args.num_images, scheduler=args.scheduler,
+    )
+    if args.output.suffix.lower() != ".png":
+        raise InputError(f"--output {args.output} must end in .png")
+    runtime = SDXLRuntime(RuntimeConfig(model_dir=args.model, device=args.device, precision=args.precision,
+                                        static_shapes=not args.dynamic_shapes))
+    with _ProgressBar() as bar:
+        result = runtime.generate(params, progress=bar.update)
+    paths = save_images(result.images, args.output, result.metadata())
+    for path in paths:
+        print(path)
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    print(f"seed {result.seed}, {result.width}x{result.height}, {timing}")
+    return EXIT_OK
+
+
+class _ProgressBar:
+    """One tqdm bar per denoising stage on stderr."""
+
+    def __enter__(self) -> _ProgressBar:
+        self.bar, self.stage = None, None
+        return self
+
+    def update(self, stage: str, step: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.bar, self.stage = tqdm(total=total, desc=stage, unit="step", file=sys.stderr), stage
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tiny(args: argparse.Namespace) -> int:
+    from ov_sdxl.testing import build_tiny_model
+
+    if not args.debug:
+        _quiet_loading_bars()
+    print(f"tiny model ready: {build_tiny_model(args.output, weights=args.weights, overwrite=args.overwrite)}")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ov_sdxl.errors import CorruptModelError
+    from ov_sdxl.layout import ModelLayout
+
+    layout = ModelLayout.open(args.model)
+    bad = layout.verify()
+    if bad:
+        raise CorruptModelError(f"{len(bad)} file(s) differ from the manifest: {', '.join(bad)}; reconvert")
+    print(f"ok: {len(layout.manifest['files'])} files match {args.model / 'ov_sdxl.json'}")
+    return EXIT_OK
+
+
+def _devices(args: argparse.Namespace) -> int:
+    import openvino as ov
+
+    core = ov.Core()
+    for device in core.available_devices:
+        print(f"{device}\t{core.get_property(device, 'FULL_DEVICE_NAME')}")
+    return EXIT_OK
+
+
+def _schedulers(args: argparse.Namespace) -> int:
+    from ov_sdxl.schedulers import SCHEDULERS
+
+    for name, (class_name, settings) in SCHEDULERS.items():
+        extra = " ".join(f"{k}={v}" for k, v in settings.items())
+        print(f"{name:20} {class_name} {extra}".rstrip())
+    return EXIT_OK
+
+
+COMMANDS = {"convert": _convert, "generate": _generate, "tiny": _tiny, "verify": _verify, "devices": _devices,
+            "schedulers": _schedulers}
+
+
+def _configure_logging(debug: bool) -> None:
+    """Our own progress lines on stderr; the libraries' warnings and loading bars only with --debug."""
+    import os
+    import warnings
+
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    if debug:
+        return
+    warnings.filterwarnings("ignore")
+    for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):  # read when those libraries load
+        os.environ.setdefault(variable, "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("optimum", "nncf", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _quiet_loading_bars() -> None:
+    """diffusers and transformers draw a bar per file they load or write; conversion reports its own progress."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        _configure_logging(args.debug)
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OvSdxlError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT if isinstance(exc, InputError) else EXIT_FAILURE
+    except Exception as exc:  # the boundary: one line, the cause named, the traceback one flag away
+        if debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Configuration: ``str`` enums and frozen dataclasses, each validated when it is built.
+
+    from ov_sdxl.config import ConvertConfig, GenerationParams, Mode, RuntimeConfig
+    ConvertConfig(base="stabilityai/stable-diffusion-xl-base-1.0", output="models/sdxl", weights="int8")
+    RuntimeConfig(model_dir="models/sdxl", device="CPU")
+    GenerationParams(prompt="a lighthouse at dusk", mode=Mode.BASE_REFINER, steps=30, seed=7)
+
+A value that breaks a rule raises ``ConfigError`` naming the value and the rule; nothing is silently changed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ov_sdxl.errors import ConfigError
+from ov_sdxl.schedulers import check_scheduler_name
+
+MAX_SEED = 2**64 - 1
+DEFAULT_STEPS = 30
+DEFAULT_GUIDANCE = 5.0
+DEFAULT_HIGH_NOISE_FRAC = 0.8
+
+
+class Mode(str, Enum):
+    """What to generate: text to image, image to image, base then refiner, or refine a finished image."""
+
+    TEXT2IMG = "text2img"
+    IMG2IMG = "img2img"
+    BASE_REFINER = "base+refiner"
+    REFINE = "refine"
+
+    @property
+    def needs_image(self) -> bool:
+        return self in (Mode.IMG2IMG, Mode.REFINE)
+
+    @property
+    def needs_refiner(self) -> bool:
+        return self in (Mode.BASE_REFINER, Mode.REFINE)
+
+
+class WeightFormat(str, Enum):
+    """How the converted IR stores weights: plain floats, or NNCF weight compression."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+    INT4 = "int4"
+
+    @property
+    def is_compressed(self) -> bool:
+        return self in (WeightFormat.INT8, WeightFormat.INT4)
+
+
+class Precision(str, Enum):
+    """OpenVINO inference precision: the device's default (bf16 on CPUs with AMX), or a fixed one."""
+
+    AUTO = "auto"
+    F32 = "f32"
+    BF16 = "bf16"
+    F16 = "f16"
+
+
+DEFAULT_STRENGTH = {Mode.IMG2IMG: 0.6, Mode.REFINE: 0.3}
+
+
+def _enum(cls: type[Enum], value: Any, what: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in cls)
+        raise ConfigError(f"{what} {value!r} is not one of: {choices}") from None
+
+
+def _set(obj: object, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """One conversion: SDXL base (and optionally refiner) sources into an ov-sdxl model folder."""
+
+    base: str
+    output: Path
+    refiner: str | None = None
+    weights: WeightFormat = WeightFormat.FP16
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        _set(self, "weights", _enum(WeightFormat, self.weights, "weight format"))
+        _set(self, "output", Path(self.output))
+        for name in ("base", "refiner"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"--{name} must be a hub id, a diffusers folder or a file, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how to run a converted model."""
+
+    model_dir: Path
+    device: str = "CPU"
+    precision: Precision = Precision.AUTO
+    static_shapes: bool = True
+    cache_dir: Path | None = None  # OpenVINO compiled-model cache; None: ~/.cache/ov-sdxl/compiled
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        _set(self, "model_dir", Path(self.model_dir))
+        _set(self, "precision", _enum(Precision, self.precision, "precision"))
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise ConfigError(f"device must be a name such as CPU, GPU, GPU.1 or AUTO, got {self.device!r}")
+        _set(self, "device", self.device.strip().upper())
+        if self.cache_dir is not None:
+            _set(self, "cache_dir", Path(self.cache_dir))
+
+    def resolved_cache_dir(self) -> Path | None:
+        if not self.use_cache:
+            return None
+        return self.cache_dir or Path.home() / ".cache" / "ov-sdxl" / "compiled"
+
+
+def _check_text(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{name} must be text, got {type(value).__name__}")
+
+
+def _check_fraction(name: str, value: float, low_closed: bool, high_closed: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (0 <= value if low_closed else 0 < value) and (value <= 1 if high_closed else value < 1)
+    if not ok:
+        interval = f"{'[' if low_closed else '('}0, 1{']' if high_closed else ')'}"
+        raise ConfigError(f"{name} {value!r} is outside {interval}")
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """One generation request. ``width``/``height`` None mean the model's native size (1024 for SDXL).
+
+    ``strength`` None means the mode's default (img2img 0.6, refine 0.3); ``seed`` None means a fresh one
+    (returned in the result); ``scheduler`` None means the model's own.
+    """
+
+    prompt: str
+    mode: Mode = Mode.TEXT2IMG
+    prompt_2: str | None = None
+    negative_prompt: str | None = None
+    negative_prompt_2: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+    strength: float | None = None
+    high_noise_frac: float = DEFAULT_HIGH_NOISE_FRAC
+    seed: int | None = None
+    num_images: int = 1
+    scheduler: str | None = None
+    image: Any = field(default=None, compare=False, repr=False)  # PIL.Image for img2img and refine
+
+    def __post_init__(self) -> None:
+        _set(self, "mode", _enum(Mode, self.mode, "mode"))
+        for name in ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2"):
+            _check_text(name, getattr(self, name))
+        if self.prompt is None:
+            raise ConfigError("prompt must be text (it may be empty)")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 64 or value % 8:
+                raise ConfigError(f"{name} {value!r} must be a whole number of pixels, at least 64 and a multiple of 8")
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+            raise ConfigError(f"steps {self.steps!r} must be a whole number >= 1")
+        if not isinstance(self.guidance, (int, float)) or not math.isfinite(self.guidance) or self.guidance < 0:
+            raise ConfigError(f"guidance {self.guidance!r} must be a number >= 0")
+        if not isinstance(self.num_images, int) or isinstance(self.num_images, bool) or self.num_images < 1:
+            raise ConfigError(f"num_images {self.num_images!r} must be a whole number >= 1")
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED
+        ):
+            raise ConfigError(f"seed {self.seed!r} must be a whole number from 0 to 2**64-1")
+        check_scheduler_name(self.scheduler)
+        _check_fraction("high_noise_frac", self.high_noise_frac, low_closed=False, high_closed=False)
+        self._check_strength_and_image()
+
+    def _check_strength_and_image(self) -> None:
+        if self.mode.needs_image:
+            if self.image is None:
+                raise ConfigError(f"mode {self.mode.value} needs an input image (--image FILE)")
+            if self.strength is None:
+                _set(self, "strength", DEFAULT_STRENGTH[self.mode])
+            _check_fraction("strength", self.strength, low_closed=False, high_closed=True)
+            if int(self.steps * self.strength) < 1:
+                raise ConfigError(
+                    f"steps {self.steps} x strength {self.strength} leaves no denoising step; raise steps or strength"
+                )
+        else:
+            if self.image is not None:
+                raise ConfigError(f"mode {self.mode.value} takes no input image; use img2img or refine")
+            if self.strength is not None:
+                raise ConfigError(f"strength is only used by img2img and refine, not {self.mode.value}")
+        if self.mode is Mode.BASE_REFINER:
+            for stage, fraction in (("base", self.high_noise_frac), ("refiner", 1 - self.high_noise_frac)):
+                if int(round(self.steps * fraction)) < 1:
+                    raise ConfigError(
+                        f"steps {self.steps} with high_noise_frac {self.high_noise_frac} leaves the {stage} "
+                        "no step; raise steps or move the fraction"
+                    )
+
+    def to_metadata(self) -> dict[str, str]:
+        """The parameters as text, for PNG metadata and display (the input image is not included)."""
+        out = {"mode": self.mode.value, "prompt": self.prompt}
+        for name in ("prompt_2", "negative_prompt", "negative_prompt_2", "strength", "scheduler"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = str(value)
+        out.update(steps=str(self.steps), guidance=str(self.guidance))
+        if self.mode is Mode.BASE_REFINER:
+            out["high_noise_frac"] = str(self.high_noise_frac)
+        return out

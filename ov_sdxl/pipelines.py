@@ -1,0 +1,179 @@
+"""Loading optimum-intel SDXL pipelines from a model folder: devices, sharing, static shapes.
+
+    from ov_sdxl.pipelines import PipelineSet
+    pipes = PipelineSet(layout, device="CPU", ov_config={"CACHE_DIR": "..."}, static_shapes=True)
+    pipes.base        # OVStableDiffusionXLPipeline, loaded on first use
+    pipes.img2img     # OVStableDiffusionXLImg2ImgPipeline over the *same* loaded base models
+    pipes.refiner     # OVStableDiffusionXLImg2ImgPipeline; text_encoder_2 and VAE taken from the base if identical
+    pipes.prepare("base", height=1024, width=1024, num_images=1, guidance=True)  # reshapes only what changed
+
+Sharing works at the level of optimum's pipeline parts: one ``OVPipelinePart`` (one ``ov.Model`` and one
+compiled model) is set on several pipelines, so nothing is read or compiled twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ov_sdxl.errors import CorruptModelError, DeviceNotAvailableError
+from ov_sdxl.layout import ModelLayout
+
+log = logging.getLogger(__name__)
+
+BASE_PARTS = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "text_encoder_2")
+TOKENS = 77  # CLIP's context length, the only one SDXL uses
+
+
+def available_devices() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().available_devices)
+
+
+def check_device(device: str) -> None:
+    """Raise DeviceNotAvailableError unless ``device`` (CPU, GPU, GPU.1, AUTO, AUTO:GPU,CPU...) can be used here."""
+    devices = available_devices()
+    virtual = device.split(":", 1)[0] in ("AUTO", "MULTI", "HETERO")
+    wanted = device.split(":", 1)[1].split(",") if virtual and ":" in device else ([] if virtual else [device])
+    families = {d.split(".")[0] for d in devices}
+    missing = [d for d in wanted if d not in devices and d not in families]
+    if missing:
+        raise DeviceNotAvailableError(
+            f"device {', '.join(missing)} is not available; this machine has: {', '.join(devices) or 'none'}"
+        )
+
+
+def _share(target: Any, source: Any, names: tuple[str, ...] | list[str]) -> None:
+    """Make ``target`` use ``source``'s loaded parts (same ov.Model, same compiled request)."""
+    for name in names:
+        setattr(target, name, getattr(source, name))
+    target.vae.decoder, target.vae.encoder = target.vae_decoder, target.vae_encoder
+
+
+class PipelineSet:
+    """The loaded pipelines of one model folder, created lazily and shared where the weights allow."""
+
+    def __init__(self, layout: ModelLayout, device: str, ov_config: dict[str, str], static_shapes: bool):
+        self.layout = layout
+        self.device = device
+        self.ov_config = ov_config
+        self.static_shapes = static_shapes
+        self._pipes: dict[str, Any] = {}
+        self._shapes: dict[int, tuple] = {}  # id(part) -> (batch, spatial) it is shaped for
+
+    def _load(self, cls: Any, path: Any, **models: Any) -> Any:
+        try:
+            pipe = cls.from_pretrained(
+                str(path),
+                device=self.device,
+                ov_config=dict(self.ov_config),
+                compile=False,
+                dynamic_shapes=False,  # we reshape explicitly before each call (see prepare)
+                **models,
+            )
+        except (RuntimeError, ValueError, OSError, KeyError) as exc:
+            raise CorruptModelError(f"cannot load the model in {path}: {exc}; reconvert with --overwrite") from exc
+        pipe.set_progress_bar_config(disable=True)  # progress is reported through the runtime's callback
+        return pipe
+
+    @property
+    def base(self) -> Any:
+        if "base" not in self._pipes:
+            from optimum.intel import OVStableDiffusionXLPipeline
+
+            log.info("loading the base from %s on %s", self.layout.base, self.device)
+            self._pipes["base"] = self._load(OVStableDiffusionXLPipeline, self.layout.base)
+        return self._pipes["base"]
+
+    @property
+    def img2img(self) -> Any:
+        if "img2img" not in self._pipes:
+            from optimum.intel import OVStableDiffusionXLImg2ImgPipeline
+
+            base = self.base
+            models = {name: getattr(base, name).model for name in BASE_PARTS if getattr(base, name) is not None}
+            pipe = OVStableDiffusionXLImg2ImgPipeline(
+                scheduler=base.scheduler.__class__.from_config(base.scheduler.config),
+                tokenizer=base.tokenizer,
+                tokenizer_2=base.tokenizer_2,
+                device=self.device,
+                ov_config=dict(self.ov_config),
+                compile=False,
+                dynamic_shapes=False,
+                model_save_dir=self.layout.base,
+                force_zeros_for_empty_prompt=base.config.force_zeros_for_empty_prompt,
+                requires_aesthetics_score=False,
+                **models,
+            )
+            _share(pipe, base, [name for name in BASE_PARTS if name in models])
+            pipe.set_progress_bar_config(disable=True)
+            self._pipes["img2img"] = pipe
+        return self._pipes["img2img"]
+
+    @property
+    def has_refiner(self) -> bool:
+        return self.layout.refiner is not None
+
+    @property
+    def refiner(self) -> Any:
+        if "refiner" not in self._pipes:
+            from optimum.intel import OVStableDiffusionXLImg2ImgPipeline
+
+            shared = self.layout.shared_parts()
+            base = self.base if shared else None
+            models = {name: getattr(base, name).model for name in shared}
+            log.info("loading the refiner from %s (sharing %s with the base)", self.layout.refiner,
+                     ", ".join(shared) or "nothing")
+            pipe = self._load(OVStableDiffusionXLImg2ImgPipeline, self.layout.refiner, **models)
+            if shared:
+                _share(pipe, base, shared)
+            self._pipes["refiner"] = pipe
+        return self._pipes["refiner"]
+
+    def prepare(self, name: str, height: int, width: int, num_images: int, guidance: bool) -> Any:
+        """Return pipeline ``name`` with its models shaped for this request.
+
+        With static shapes each part is reshaped (and later recompiled) only when its own shape changes: the
+        text encoders never, the VAE with the size, the UNet with size, image count and guidance.
+        """
+        pipe = getattr(self, name)
+        if not self.static_shapes:
+            return pipe
+        factor = pipe.vae_scale_factor
+        latent = (height // factor, width // factor)
+        unet_batch = num_images * (2 if guidance else 1)
+        wanted = {
+            "unet": (unet_batch, latent),
+            "vae_decoder": (num_images, latent),
+            "vae_encoder": (1, (height, width)),
+            "text_encoder": (1, None),
+            "text_encoder_2": (1, None),
+        }
+        for part_name, (batch, spatial) in wanted.items():
+            part = getattr(pipe, part_name, None)
+            if part is None or self._shapes.get(id(part)) == (batch, spatial):
+                continue
+            log.info("shaping %s %s for batch %d, %s", name, part_name, batch, spatial or "77 tokens")
+            _reshape(part.model, batch, spatial)
+            part.clear_requests()
+            self._shapes[id(part)] = (batch, spatial)
+        return pipe
+
+
+def _reshape(model: Any, batch: int, spatial: tuple[int, int] | None) -> None:
+    """Static shapes for one SDXL part: batch first; 4-D inputs get ``spatial``; token inputs 77 long."""
+    shapes = {}
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        rank = shape.rank.get_length()
+        if port.get_any_name() == "timestep":
+            shape = [1] if rank == 1 else shape
+        elif rank == 4 and spatial is not None:
+            shape = [batch, shape[1], *spatial]
+        elif port.get_any_name() == "input_ids":
+            shape = [batch, TOKENS]
+        else:
+            shape[0] = batch
+        shapes[port] = shape
+    model.reshape(shapes)

@@ -1,0 +1,233 @@
+"""SDXLRuntime: load a converted model once, then run text2img, img2img, base+refiner and refine on it.
+
+    from ov_sdxl import SDXLRuntime
+    runtime = SDXLRuntime.from_dir("models/sdxl", device="CPU")
+    result = runtime.text2img("a lighthouse at dusk", steps=30, seed=7)
+    result.images[0].save("out.png"); result.seed; result.timings
+    runtime.base_then_refiner("a lighthouse at dusk", high_noise_frac=0.8)
+    runtime.refine("touch up", image=PIL.Image.open("photo.png"), strength=0.3)
+
+Every task goes through ``generate(params, progress=..., cancel=...)``: ``progress(stage, step, total)`` is called
+after each denoising step and setting the ``cancel`` event stops the run within one step (GenerationCancelled).
+The pipelines are optimum-intel's, i.e. diffusers' own ``__call__``; this module only chooses the pipeline,
+the shape, the scheduler and the seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ov_sdxl.config import GenerationParams, Mode, Precision, RuntimeConfig
+from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, ModelNotFoundError
+from ov_sdxl.layout import ModelLayout
+from ov_sdxl.pipelines import PipelineSet, check_device
+from ov_sdxl.schedulers import make_scheduler
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    images: list[Any]  # PIL images
+    seed: int
+    params: GenerationParams
+    width: int
+    height: int
+    timings: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+
+    def metadata(self) -> dict[str, str]:
+        """Everything needed to reproduce the images, as text (PNG metadata, display)."""
+        scheduler = self.params.scheduler or "model default"
+        return {**self.params.to_metadata(), "scheduler": scheduler, "seed": str(self.seed),
+                "width": str(self.width), "height": str(self.height), "model": self.model}
+
+
+class SDXLRuntime:
+    """A converted SDXL model on one OpenVINO device. Thread-safe: one generation at a time."""
+
+    def __init__(self, config: RuntimeConfig):
+        self.config = config
+        self.layout = ModelLayout.open(config.model_dir)
+        check_device(config.device)
+        self.pipelines = PipelineSet(self.layout, config.device, self._ov_config(), config.static_shapes)
+        self._lock = threading.Lock()
+        self._schedulers: dict[int, Any] = {}  # each pipeline's own scheduler, the base of named ones
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, device: str = "CPU", **options: Any) -> SDXLRuntime:
+        return cls(RuntimeConfig(model_dir=model_dir, device=device, **options))
+
+    def _ov_config(self) -> dict[str, str]:
+        ov_config = {"PERFORMANCE_HINT": "LATENCY"}
+        cache = self.config.resolved_cache_dir()
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            ov_config["CACHE_DIR"] = str(cache)
+        if self.config.precision is not Precision.AUTO:
+            ov_config["INFERENCE_PRECISION_HINT"] = self.config.precision.value
+        return ov_config
+
+    @property
+    def has_refiner(self) -> bool:
+        return self.pipelines.has_refiner
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        """(width, height) the base was trained at: the UNet's sample size times the VAE's downscaling."""
+        import json
+
+        unet = json.loads((self.layout.base / "unet" / "config.json").read_text(encoding="utf-8"))
+        vae = json.loads((self.layout.base / "vae_decoder" / "config.json").read_text(encoding="utf-8"))
+        side = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
+        return side, side
+
+    # -- tasks -----------------------------------------------------------------------------------------------
+    def text2img(self, prompt: str, **kw: Any) -> GenerationResult:
+        return self._task(Mode.TEXT2IMG, prompt, kw)
+
+    def img2img(self, prompt: str, image: Any, **kw: Any) -> GenerationResult:
+        return self._task(Mode.IMG2IMG, prompt, {**kw, "image": image})
+
+    def base_then_refiner(self, prompt: str, **kw: Any) -> GenerationResult:
+        return self._task(Mode.BASE_REFINER, prompt, kw)
+
+    def refine(self, prompt: str, image: Any, **kw: Any) -> GenerationResult:
+        return self._task(Mode.REFINE, prompt, {**kw, "image": image})
+
+    def _task(self, mode: Mode, prompt: str, kw: dict[str, Any]) -> GenerationResult:
+        progress, cancel = kw.pop("progress", None), kw.pop("cancel", None)
+        return self.generate(GenerationParams(prompt=prompt, mode=mode, **kw), progress=progress, cancel=cancel)
+
+    # -- the one entry point -----------------------------------------------------------------------------------
+    def generate(
+        self, params: GenerationParams, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> GenerationResult:
+        import torch
+
+        if params.mode.needs_refiner and not self.has_refiner:
+            raise ModelNotFoundError(
+                f"mode {params.mode.value} needs a refiner, and {self.layout.root} has none; "
+                "convert with --refiner stabilityai/stable-diffusion-xl-refiner-1.0"
+            )
+        width, height = self._size(params)
+        seed = params.seed if params.seed is not None else secrets.randbits(63)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        timings: dict[str, float] = {}
+        with self._lock:
+            started = time.monotonic()
+            runner = {
+                Mode.TEXT2IMG: self._run_text2img,
+                Mode.IMG2IMG: self._run_img2img,
+                Mode.BASE_REFINER: self._run_base_refiner,
+                Mode.REFINE: self._run_refine,
+            }[params.mode]
+            images = runner(params, width, height, generator, timings, _Steps(progress, cancel))
+            timings["total"] = time.monotonic() - started
+        return GenerationResult(images=images, seed=seed, params=params, width=width, height=height,
+                                timings=timings, model=str(self.layout.root))
+
+    def _size(self, params: GenerationParams) -> tuple[int, int]:
+        if params.mode.needs_image and params.width is None and params.height is None:
+            width, height = params.image.size
+            if width % 8 or height % 8 or min(width, height) < 64:
+                raise ConfigError(
+                    f"input image is {width}x{height}; its sides must be multiples of 8 and at least 64 "
+                    "(pass --width and --height to resize it explicitly)"
+                )
+            return width, height
+        native_w, native_h = self.native_size
+        return params.width or native_w, params.height or native_h
+
+    def _common(self, pipe: Any, params: GenerationParams, generator: Any, steps: _Steps, stage: str) -> dict:
+        original = self._schedulers.setdefault(id(pipe), pipe.scheduler)
+        pipe.scheduler = make_scheduler(params.scheduler, original)
+        return dict(
+            prompt=params.prompt,
+            prompt_2=params.prompt_2,
+            negative_prompt=params.negative_prompt,
+            negative_prompt_2=params.negative_prompt_2,
+            num_inference_steps=params.steps,
+            guidance_scale=params.guidance,
+            num_images_per_prompt=params.num_images,
+            generator=generator,
+            callback_on_step_end=steps.callback(stage),
+        )
+
+    def _call(self, stage: str, pipe: Any, timings: dict[str, float], steps: _Steps, **kwargs: Any) -> Any:
+        steps.check()
+        started = time.monotonic()
+        try:
+            out = pipe(**kwargs)
+        except GenerationCancelled:
+            raise
+        except (RuntimeError, ValueError) as exc:
+            raise GenerationError(f"the {stage} failed: {exc}") from exc
+        timings[stage] = time.monotonic() - started
+        return out.images
+
+    def _input_image(self, params: GenerationParams, width: int, height: int) -> Any:
+        from ov_sdxl.images import to_rgb
+
+        image = to_rgb(params.image)
+        if image.size != (width, height):
+            log.info("resizing the input image from %dx%d to %dx%d as requested", *image.size, width, height)
+            image = image.resize((width, height))
+        return image
+
+    def _run_text2img(self, params, width, height, generator, timings, steps) -> list[Any]:
+        pipe = self.pipelines.prepare("base", height, width, params.num_images, params.guidance > 1)
+        kwargs = self._common(pipe, params, generator, steps, "base")
+        return self._call("base", pipe, timings, steps, width=width, height=height, **kwargs)
+
+    def _run_img2img(self, params, width, height, generator, timings, steps) -> list[Any]:
+        pipe = self.pipelines.prepare("img2img", height, width, params.num_images, params.guidance > 1)
+        kwargs = self._common(pipe, params, generator, steps, "base")
+        image = self._input_image(params, width, height)
+        return self._call("base", pipe, timings, steps, image=image, strength=params.strength, **kwargs)
+
+    def _run_base_refiner(self, params, width, height, generator, timings, steps) -> list[Any]:
+        guidance = params.guidance > 1
+        base = self.pipelines.prepare("base", height, width, params.num_images, guidance)
+        kwargs = self._common(base, params, generator, steps, "base")
+        latents = self._call("base", base, timings, steps, width=width, height=height,
+                             denoising_end=params.high_noise_frac, output_type="latent", **kwargs)
+        refiner = self.pipelines.prepare("refiner", height, width, params.num_images, guidance)
+        kwargs = self._common(refiner, params, generator, steps, "refiner")
+        return self._call("refiner", refiner, timings, steps, image=latents,
+                          denoising_start=params.high_noise_frac, **kwargs)
+
+    def _run_refine(self, params, width, height, generator, timings, steps) -> list[Any]:
+        pipe = self.pipelines.prepare("refiner", height, width, params.num_images, params.guidance > 1)
+        kwargs = self._common(pipe, params, generator, steps, "refiner")
+        image = self._input_image(params, width, height)
+        return self._call("refiner", pipe, timings, steps, image=image, strength=params.strength, **kwargs)
+
+
+class _Steps:
+    """Per-step progress reports and cancellation, through diffusers' ``callback_on_step_end``."""
+
+    def __init__(self, progress: Progress | None, cancel: threading.Event | None):
+        self.progress, self.cancel = progress, cancel
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise GenerationCancelled("generation cancelled")
+
+    def callback(self, stage: str) -> Callable:
+        def on_step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
+            if self.progress is not None:
+                self.progress(stage, step + 1, pipe.num_timesteps)
+            self.check()
+            return callback_kwargs
+
+        return on_step_end

@@ -1,0 +1,71 @@
+"""Shared fixtures: the tiny SDXL sources and their conversion, built once per test run, fully offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # an accidental download fails fast
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+PROMPT = "a photo of an astronaut riding a horse"
+
+
+@pytest.fixture(scope="session")
+def tiny_sources(tmp_path_factory):
+    """Diffusers folders (PyTorch, safetensors) of the tiny base and refiner."""
+    from ov_sdxl.testing import build_tiny_sources
+
+    return build_tiny_sources(tmp_path_factory.mktemp("tiny-src"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_sources, tmp_path_factory):
+    """The tiny sources converted (fp32) into an ov-sdxl model folder."""
+    from ov_sdxl import ConvertConfig, convert_models
+
+    base, refiner = tiny_sources
+    output = tmp_path_factory.mktemp("models") / "tiny"
+    convert_models(ConvertConfig(base=str(base), refiner=str(refiner), output=output, weights="fp32"))
+    return output
+
+
+@pytest.fixture(scope="session")
+def ov_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("ov-cache")
+
+
+@pytest.fixture(scope="session")
+def runtime(tiny_model, ov_cache):
+    """One runtime for the whole run, in f32 so it can be compared with diffusers' PyTorch f32."""
+    from ov_sdxl import SDXLRuntime
+
+    return SDXLRuntime.from_dir(tiny_model, device="CPU", precision="f32", cache_dir=ov_cache)
+
+
+@pytest.fixture(scope="session")
+def torch_pipes(tiny_sources):
+    """diffusers' own PyTorch pipelines on the same tiny weights: base, base-as-img2img, refiner."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    base_dir, refiner_dir = tiny_sources
+    base = StableDiffusionXLPipeline.from_pretrained(base_dir)
+    img2img = StableDiffusionXLImg2ImgPipeline(**base.components)
+    refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(refiner_dir)
+    for pipe in (base, img2img, refiner):
+        pipe.set_progress_bar_config(disable=True)
+    return {"base": base, "img2img": img2img, "refiner": refiner}
+
+
+@pytest.fixture(scope="session")
+def start_image(runtime):
+    """A 128x96 image made by the tiny model itself, the input of img2img and refine tests."""
+    return runtime.text2img(PROMPT, steps=4, seed=11, width=128, height=96).images[0]
+
+
+def mean_abs_diff(a, b) -> float:
+    """Mean absolute difference of two images, in 0..255 units."""
+    return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
