@@ -106,7 +106,7 @@ class RuntimeConfig:
     device: str = "CPU"
     precision: Precision = Precision.AUTO
     static_shapes: bool = True
-    cache_dir: Path | None = None  # OpenVINO compiled-model cache; None: ~/.cache/ov-sdxl/compiled
+    cache_dir: Path | None = None  # compiled-model cache; None: $OV_SDXL_CACHE_DIR or ~/.cache/ov-sdxl/compiled
     use_cache: bool = True
 
     def __post_init__(self) -> None:
@@ -119,9 +119,13 @@ class RuntimeConfig:
             _set(self, "cache_dir", Path(self.cache_dir))
 
     def resolved_cache_dir(self) -> Path | None:
+        import os
+
         if not self.use_cache:
             return None
-        return self.cache_dir or Path.home() / ".cache" / "ov-sdxl" / "compiled"
+        if self.cache_dir is not None:
+            return self.cache_dir
+        return Path(os.environ.get("OV_SDXL_CACHE_DIR") or Path.home() / ".cache" / "ov-sdxl" / "compiled")
 
 
 def _check_text(name: str, value: Any) -> None:

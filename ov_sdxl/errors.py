@@ -32,8 +32,8 @@ class ImageError(InputError):
     """An input image is missing, unreadable or not acceptable."""
 
 
-class CorruptModelError(OvSdxlError):
-    """A converted model's files do not match its manifest or cannot be read."""
+class CorruptModelError(InputError):
+    """A converted model's files do not match its manifest or cannot be read (reconvert it)."""
 
 
 class ConversionError(OvSdxlError):

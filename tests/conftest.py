@@ -14,6 +14,12 @@ import pytest  # noqa: E402
 PROMPT = "a photo of an astronaut riding a horse"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_model_cache(tmp_path_factory):
+    """Runtimes built without an explicit cache_dir (the CLI's) cache compiled models here, not in ~/.cache."""
+    os.environ["OV_SDXL_CACHE_DIR"] = str(tmp_path_factory.mktemp("ov-cache-default"))
+
+
 @pytest.fixture(scope="session")
 def tiny_sources(tmp_path_factory):
     """Diffusers folders (PyTorch, safetensors) of the tiny base and refiner."""
@@ -23,14 +29,11 @@ def tiny_sources(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_sources, tmp_path_factory):
-    """The tiny sources converted (fp32) into an ov-sdxl model folder."""
-    from ov_sdxl import ConvertConfig, convert_models
+def tiny_model(tmp_path_factory):
+    """The converted tiny model (fp32), built as `ov-sdxl tiny` builds it: from its own, identical sources."""
+    from ov_sdxl.testing import build_tiny_model
 
-    base, refiner = tiny_sources
-    output = tmp_path_factory.mktemp("models") / "tiny"
-    convert_models(ConvertConfig(base=str(base), refiner=str(refiner), output=output, weights="fp32"))
-    return output
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny", weights="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,57 @@
+"""The README stays true: its commands run here, offline, on the tiny model (hub ids fail with the offline error)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_first_lines_are_install_run_and_test():
+    first = blocks("bash")[0].strip().splitlines()
+    assert first[0] == 'pip install -e ".[all]"'
+    assert first[1].startswith("ov-sdxl tiny --output models/tiny && ov-sdxl generate --model models/tiny")
+    assert first[2] == "python -m pytest -q"
+    assert first[2] in (ROOT / ".ci" / "run").read_text()  # CI runs the README's test command
+
+
+@pytest.mark.slow
+def test_readme_commands_run(tiny_model, tmp_path):
+    """Every ov-sdxl / convert.py line of the README, in order, in a fresh folder holding models/tiny."""
+    shutil.copytree(tiny_model, tmp_path / "models" / "tiny")  # what `ov-sdxl tiny` builds (test_cli builds it)
+    shutil.copy(ROOT / "convert.py", tmp_path)
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"], "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT)}
+    commands = [line for block in blocks("bash") for line in block.strip().splitlines()
+                if line.startswith(("ov-sdxl ", "python convert.py "))]
+    assert len(commands) >= 7
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
+        if "stabilityai/" in command:  # needs the hub: here it must stop at once with the offline message
+            assert done.returncode == 2 and "the hub is offline" in done.stderr, (command, done.stderr)
+        else:
+            assert done.returncode == 0, (command, done.stderr)
+    for name in ("out.png", "fox.png", "fox-watercolor.png", "fox-refined.png", "foxes-1.png", "foxes-2.png"):
+        assert (tmp_path / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_readme_python_api(tiny_model, tmp_path, monkeypatch):
+    shutil.copytree(tiny_model, tmp_path / "models" / "tiny")
+    monkeypatch.chdir(tmp_path)
+    (code,) = blocks("python")
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert (tmp_path / "lighthouse.png").is_file()
+    assert namespace["edited"].images[0].size == (512, 512)

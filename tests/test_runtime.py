@@ -1,0 +1,195 @@
+"""The runtime against diffusers' own PyTorch pipelines on the same tiny weights, plus its own contracts."""
+
+import logging
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+from conftest import PROMPT, mean_abs_diff
+
+from ov_sdxl import (
+    ConfigError,
+    CorruptModelError,
+    DeviceNotAvailableError,
+    GenerationCancelled,
+    ModelNotFoundError,
+    SDXLRuntime,
+)
+
+PARITY = 2.0  # mean absolute difference, in 0..255 units: 2/255 of the range
+STEPS, SEED, SIZE = 6, 3, {"width": 128, "height": 96}
+
+
+def generator(seed=SEED):
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def assert_parity(ours, theirs):
+    assert ours.size == theirs.size
+    assert np.asarray(theirs).std() > 5, "the reference image is flat: the comparison would prove nothing"
+    assert mean_abs_diff(ours, theirs) <= PARITY
+
+
+def test_text2img_matches_diffusers(runtime, torch_pipes):
+    ours = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)
+    theirs = torch_pipes["base"](PROMPT, num_inference_steps=STEPS, guidance_scale=5.0, generator=generator(), **SIZE)
+    assert ours.seed == SEED and len(ours.images) == 1
+    assert_parity(ours.images[0], theirs.images[0])
+
+
+def test_img2img_matches_diffusers(runtime, torch_pipes, start_image):
+    ours = runtime.img2img(PROMPT, image=start_image, steps=STEPS, seed=SEED, strength=0.6)
+    theirs = torch_pipes["img2img"](PROMPT, image=start_image, strength=0.6, num_inference_steps=STEPS,
+                                    guidance_scale=5.0, generator=generator())
+    assert_parity(ours.images[0], theirs.images[0])
+
+
+def test_base_then_refiner_matches_diffusers(runtime, torch_pipes):
+    ours = runtime.base_then_refiner(PROMPT, steps=10, seed=SEED, high_noise_frac=0.8, **SIZE)
+    gen = generator()
+    latents = torch_pipes["base"](PROMPT, num_inference_steps=10, denoising_end=0.8, output_type="latent",
+                                  generator=gen, **SIZE).images
+    theirs = torch_pipes["refiner"](PROMPT, image=latents, num_inference_steps=10, denoising_start=0.8, generator=gen)
+    assert set(ours.timings) >= {"base", "refiner", "total"}
+    assert_parity(ours.images[0], theirs.images[0])
+
+
+def test_refine_matches_diffusers(runtime, torch_pipes, start_image):
+    ours = runtime.refine(PROMPT, image=start_image, steps=STEPS, seed=SEED)  # default strength 0.3
+    theirs = torch_pipes["refiner"](PROMPT, image=start_image, strength=0.3, num_inference_steps=STEPS,
+                                    generator=generator())
+    assert ours.params.strength == 0.3
+    assert_parity(ours.images[0], theirs.images[0])
+
+
+@pytest.mark.parametrize("scheduler", ["euler-a", "dpm++2m-karras"])
+def test_named_scheduler_and_batch_match_diffusers(runtime, torch_pipes, scheduler):
+    from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
+
+    ours = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, num_images=2, scheduler=scheduler, **SIZE)
+    pipe = torch_pipes["base"]
+    original = pipe.scheduler
+    if scheduler == "euler-a":
+        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(original.config)
+    else:
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(original.config, use_karras_sigmas=True)
+    try:
+        theirs = pipe(PROMPT, num_inference_steps=STEPS, num_images_per_prompt=2, generator=generator(), **SIZE)
+    finally:
+        pipe.scheduler = original
+    assert len(ours.images) == 2
+    for mine, reference in zip(ours.images, theirs.images):
+        assert_parity(mine, reference)
+
+
+def test_guidance_off_matches_diffusers(runtime, torch_pipes):
+    ours = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, guidance=1.0, **SIZE)
+    theirs = torch_pipes["base"](PROMPT, num_inference_steps=STEPS, guidance_scale=1.0, generator=generator(), **SIZE)
+    assert_parity(ours.images[0], theirs.images[0])
+
+
+def test_seeds(runtime):
+    first = runtime.text2img(PROMPT, steps=3, seed=5, **SIZE).images[0]
+    again = runtime.text2img(PROMPT, steps=3, seed=5, **SIZE).images[0]
+    other = runtime.text2img(PROMPT, steps=3, seed=6, **SIZE).images[0]
+    assert mean_abs_diff(first, again) == 0
+    assert mean_abs_diff(first, other) > 5
+    drawn = runtime.text2img(PROMPT, steps=2, **SIZE)
+    assert 0 <= drawn.seed < 2**64 and drawn.metadata()["seed"] == str(drawn.seed)
+
+
+def test_static_shapes_follow_each_request(runtime, caplog):
+    caplog.set_level(logging.INFO, logger="ov_sdxl")
+    assert runtime.text2img(PROMPT, steps=2, seed=1, width=64, height=80).images[0].size == (64, 80)
+    unet = runtime.pipelines.base.unet.model
+    assert [tuple(p.get_shape()) for p in unet.inputs if p.get_any_name() == "sample"] == [(2, 4, 10, 8)]
+    assert "shaping base unet" in caplog.text
+    caplog.clear()
+    assert runtime.text2img(PROMPT, steps=2, seed=2, width=64, height=80).images[0].size == (64, 80)
+    assert "shaping" not in caplog.text  # same shape: no reshape, no recompile
+    assert runtime.text2img(PROMPT, steps=2, seed=1, **SIZE).images[0].size == (128, 96)
+
+
+def test_default_size_is_the_models_native_size(runtime):
+    assert runtime.native_size == (1024, 1024)
+
+
+def test_parts_are_loaded_once(runtime):
+    pipes = runtime.pipelines
+    for name in ("unet", "vae_decoder", "vae_encoder", "text_encoder", "text_encoder_2"):
+        assert getattr(pipes.img2img, name) is getattr(pipes.base, name)
+    for name in ("text_encoder_2", "vae_decoder", "vae_encoder"):
+        assert getattr(pipes.refiner, name) is getattr(pipes.base, name)
+    assert pipes.refiner.unet is not pipes.base.unet
+
+
+def test_progress_and_cancel(runtime):
+    seen = []
+    runtime.text2img(PROMPT, steps=4, seed=1, progress=lambda *event: seen.append(event), **SIZE)
+    assert seen == [("base", i, 4) for i in range(1, 5)]
+
+    cancel = threading.Event()
+    steps = []
+
+    def stop_at_two(stage, step, total):
+        steps.append(step)
+        if step == 2:
+            cancel.set()
+
+    with pytest.raises(GenerationCancelled):
+        runtime.text2img(PROMPT, steps=20, seed=1, progress=stop_at_two, cancel=cancel, **SIZE)
+    assert steps == [1, 2]  # stopped within one step
+    assert runtime.text2img(PROMPT, steps=2, seed=1, **SIZE).images  # still usable afterwards
+
+
+def test_input_image_size_rules(runtime, start_image):
+    odd = start_image.resize((100, 90))
+    with pytest.raises(ConfigError, match="input image is 100x90; its sides must be multiples of 8"):
+        runtime.img2img(PROMPT, image=odd, steps=4, seed=1)
+    resized = runtime.img2img(PROMPT, image=odd, steps=4, seed=1, width=96, height=96)
+    assert resized.images[0].size == (96, 96)
+    rgba = start_image.convert("RGBA")
+    assert runtime.refine(PROMPT, image=rgba, steps=4, seed=1).images[0].mode == "RGB"
+
+
+def test_unavailable_device(tiny_model):
+    with pytest.raises(DeviceNotAvailableError, match="device GPU is not available; this machine has: CPU"):
+        SDXLRuntime.from_dir(tiny_model, device="GPU")
+
+
+def test_missing_model_and_sub_model(tiny_model, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="does not exist; convert one with: python convert.py"):
+        SDXLRuntime.from_dir(tmp_path / "nope")
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    shutil.rmtree(copy / "refiner")
+    with pytest.raises(ModelNotFoundError, match="sub-model .*refiner is missing"):
+        SDXLRuntime.from_dir(copy)
+
+
+def test_base_only_model_refuses_refiner_modes(tiny_model, tmp_path):
+    from ov_sdxl.layout import MANIFEST_NAME
+
+    copy = tmp_path / "plain"
+    shutil.copytree(tiny_model / "base", copy)  # a plain optimum-intel export: no manifest
+    runtime = SDXLRuntime.from_dir(copy, precision="f32", use_cache=False)
+    assert not (copy / MANIFEST_NAME).exists() and runtime.text2img(PROMPT, steps=2, seed=1, **SIZE).images
+    with pytest.raises(ModelNotFoundError, match="mode base\\+refiner needs a refiner"):
+        runtime.base_then_refiner(PROMPT, steps=4, **SIZE)
+
+
+def test_truncated_and_broken_ir(tiny_model, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    weights = copy / "base" / "unet" / "openvino_model.bin"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CorruptModelError, match="openvino_model.bin is 1000 bytes, the manifest says"):
+        SDXLRuntime.from_dir(copy)
+    shutil.copy(tiny_model / "base" / "unet" / "openvino_model.bin", weights)
+    xml = copy / "base" / "unet" / "openvino_model.xml"
+    xml.write_bytes(b"x" * xml.stat().st_size)  # same size, broken content: found when the IR is read
+    runtime = SDXLRuntime.from_dir(copy, use_cache=False)
+    with pytest.raises(CorruptModelError, match="cannot load the model in .*base"):
+        runtime.text2img(PROMPT, steps=2, **SIZE)
