@@ -51,8 +51,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", default="text2img", choices=[m.value for m in Mode])
     p.add_argument("--image", type=Path, help="input image for img2img and refine")
     p.add_argument("--strength", type=float, help="img2img/refine noise strength in (0, 1]; default 0.6 / 0.3")
-    p.add_argument("--high-noise-frac", type=float, default=DEFAULT_HIGH_NOISE_FRAC,
-                   help=f"base+refiner hand-off fraction in (0, 1); default {DEFAULT_HIGH_NOISE_FRAC}")
+    p.add_argument(
+        "--high-noise-frac",
+        type=float,
+        default=DEFAULT_HIGH_NOISE_FRAC,
+        help=f"base+refiner hand-off fraction in (0, 1); default {DEFAULT_HIGH_NOISE_FRAC}",
+    )
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default {DEFAULT_STEPS}")
     p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"default {DEFAULT_GUIDANCE}")
     p.add_argument("--width", type=int, help="default: the model's native size (1024 for SDXL)")
@@ -61,8 +65,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-images", type=int, default=1)
     p.add_argument("--scheduler", help="default: the model's own; see `ov-sdxl schedulers`")
     p.add_argument("--device", default="CPU", help="CPU, GPU, GPU.1, AUTO...; see `ov-sdxl devices`")
-    p.add_argument("--precision", default="auto", choices=["auto", "f32", "bf16", "f16"],
-                   help="OpenVINO inference precision; auto = the device's default")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "f32", "bf16", "f16"],
+        help="OpenVINO inference precision; auto = the device's default",
+    )
     p.add_argument("--dynamic-shapes", action="store_true", help="skip static reshaping (no recompile per size)")
     p.add_argument("--output", type=Path, default=Path("out.png"), help="PNG path; several images are numbered")
 
@@ -88,8 +96,9 @@ def _convert(args: argparse.Namespace) -> int:
     from ov_sdxl.config import ConvertConfig
     from ov_sdxl.convert import convert_models
 
-    config = ConvertConfig(base=args.base, refiner=args.refiner, output=args.output, weights=args.weights,
-                           overwrite=args.overwrite)
+    config = ConvertConfig(
+        base=args.base, refiner=args.refiner, output=args.output, weights=args.weights, overwrite=args.overwrite
+    )
     if not args.debug:
         _quiet_loading_bars()
     result = convert_models(config)
@@ -104,15 +113,29 @@ def _generate(args: argparse.Namespace) -> int:
 
     image = load_image(args.image) if args.image is not None else None
     params = GenerationParams(
-        prompt=args.prompt, prompt_2=args.prompt_2, negative_prompt=args.negative_prompt,
-        negative_prompt_2=args.negative_prompt_2, mode=args.mode, image=image, strength=args.strength,
-        high_noise_frac=args.high_noise_frac, steps=args.steps, guidance=args.guidance, width=args.width,
-        height=args.height, seed=args.seed, num_images=args.num_images, scheduler=args.scheduler,
+        prompt=args.prompt,
+        prompt_2=args.prompt_2,
+        negative_prompt=args.negative_prompt,
+        negative_prompt_2=args.negative_prompt_2,
+        mode=args.mode,
+        image=image,
+        strength=args.strength,
+        high_noise_frac=args.high_noise_frac,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        seed=args.seed,
+        num_images=args.num_images,
+        scheduler=args.scheduler,
     )
     if args.output.suffix.lower() != ".png":
         raise InputError(f"--output {args.output} must end in .png")
-    runtime = SDXLRuntime(RuntimeConfig(model_dir=args.model, device=args.device, precision=args.precision,
-                                        static_shapes=not args.dynamic_shapes))
+    runtime = SDXLRuntime(
+        RuntimeConfig(
+            model_dir=args.model, device=args.device, precision=args.precision, static_shapes=not args.dynamic_shapes
+        )
+    )
     with _ProgressBar() as bar:
         result = runtime.generate(params, progress=bar.update)
     paths = save_images(result.images, args.output, result.metadata())
@@ -185,8 +208,14 @@ def _schedulers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"convert": _convert, "generate": _generate, "tiny": _tiny, "verify": _verify, "devices": _devices,
-            "schedulers": _schedulers}
+COMMANDS = {
+    "convert": _convert,
+    "generate": _generate,
+    "tiny": _tiny,
+    "verify": _verify,
+    "devices": _devices,
+    "schedulers": _schedulers,
+}
 
 
 def _configure_logging(debug: bool) -> None:

@@ -176,7 +176,9 @@ class GenerationParams:
             if value is None:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 64 or value % 8:
-                raise ConfigError(f"{name} {value!r} must be a whole number of pixels, at least 64 and a multiple of 8")
+                raise ConfigError(
+                    f"{name} {value!r} must be a whole number of pixels, at least 64 and a multiple of 8"
+                )
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
             raise ConfigError(f"steps {self.steps!r} must be a whole number >= 1")
         if not isinstance(self.guidance, (int, float)) or not math.isfinite(self.guidance) or self.guidance < 0:

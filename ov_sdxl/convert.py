@@ -133,7 +133,8 @@ def _compress_stage(float_dir: Path, out_dir: Path, stage: str, weights: WeightF
         pipeline = pipeline_class.from_pretrained(float_dir, compile=False, quantization_config=config)
         pipeline.save_pretrained(out_dir)
     except Exception as exc:
-        raise ConversionError(f"compressing the {stage} to {weights.value} failed: {type(exc).__name__}: {exc}") from exc
+        message = f"compressing the {stage} to {weights.value} failed: {type(exc).__name__}: {exc}"
+        raise ConversionError(message) from exc
     del pipeline
     _log_parts(stage, out_dir, started)
 
@@ -187,8 +188,11 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
     resolved = {stage: resolve_source(src, stage) for stage, src in stages.items() if src}
     sources = {stage: (source_labels or {}).get(stage, src) for stage, src in stages.items()}
     if _already_done(config, sources):
-        log.info("%s is already converted (%s); nothing to do (use --overwrite to redo it)", config.output,
-                 config.weights.value)
+        log.info(
+            "%s is already converted (%s); nothing to do (use --overwrite to redo it)",
+            config.output,
+            config.weights.value,
+        )
         return ConvertResult(config.output, skipped=True, seconds=time.monotonic() - started)
 
     output = config.output

@@ -1,8 +1,8 @@
 """PIL in and out: reading input images safely, RGB conversion, PNGs that carry their generation parameters.
 
-    from ov_sdxl.images import load_image, save_images
-    image = load_image("photo.jpg")                      # RGB, EXIF rotation applied, bombs refused
-    paths = save_images(result.images, "out.png", result.metadata())   # out.png, or out-1.png, out-2.png...
+from ov_sdxl.images import load_image, save_images
+image = load_image("photo.jpg")                      # RGB, EXIF rotation applied, bombs refused
+paths = save_images(result.images, "out.png", result.metadata())   # out.png, or out-1.png, out-2.png...
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def save_images(images: list[Any], output: str | Path, metadata: dict[str, str])
     import os
 
     paths = output_paths(output, len(images))
-    for image, path in zip(images, paths):
+    for image, path in zip(images, paths, strict=True):
         if path.suffix.lower() != ".png":
             raise ImageError(f"output {path} must end in .png (the parameters are stored as PNG text)")
         path.parent.mkdir(parents=True, exist_ok=True)

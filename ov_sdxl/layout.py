@@ -115,14 +115,14 @@ class ModelLayout:
             raise ModelNotFoundError(f"model folder {root} does not exist; {CONVERT_HINT}")
         manifest = read_manifest(root)
         if manifest is None and (root / "model_index.json").is_file():
-            log.warning("%s is a plain optimum-intel export without %s: used as a base-only model", root, MANIFEST_NAME)
+            log.warning("%s is a plain optimum-intel export (no %s): used as a base-only model", root, MANIFEST_NAME)
             return cls(root=root, base=root, refiner=None, manifest=None)
         if manifest is None:
             raise ModelNotFoundError(f"{root} is not a converted ov-sdxl model (no {MANIFEST_NAME}); {CONVERT_HINT}")
         stages = {stage: root / stage for stage in STAGES if manifest["sources"].get(stage)}
         if "base" not in stages:
             raise CorruptModelError(f"{root / MANIFEST_NAME} names no base model; reconvert with --overwrite")
-        for stage, path in stages.items():
+        for path in stages.values():
             if not (path / "model_index.json").is_file():
                 raise ModelNotFoundError(f"sub-model {path} is missing; reconvert with --overwrite")
         layout = cls(root=root, base=stages["base"], refiner=stages.get("refiner"), manifest=manifest)

@@ -123,8 +123,11 @@ class PipelineSet:
             shared = self.layout.shared_parts()
             base = self.base if shared else None
             models = {name: getattr(base, name).model for name in shared}
-            log.info("loading the refiner from %s (sharing %s with the base)", self.layout.refiner,
-                     ", ".join(shared) or "nothing")
+            log.info(
+                "loading the refiner from %s (sharing %s with the base)",
+                self.layout.refiner,
+                ", ".join(shared) or "nothing",
+            )
             pipe = self._load(OVStableDiffusionXLImg2ImgPipeline, self.layout.refiner, **models)
             if shared:
                 _share(pipe, base, shared)

@@ -48,8 +48,14 @@ class GenerationResult:
     def metadata(self) -> dict[str, str]:
         """Everything needed to reproduce the images, as text (PNG metadata, display)."""
         scheduler = self.params.scheduler or "model default"
-        return {**self.params.to_metadata(), "scheduler": scheduler, "seed": str(self.seed),
-                "width": str(self.width), "height": str(self.height), "model": self.model}
+        return {
+            **self.params.to_metadata(),
+            "scheduler": scheduler,
+            "seed": str(self.seed),
+            "width": str(self.width),
+            "height": str(self.height),
+            "model": self.model,
+        }
 
 
 class SDXLRuntime:
@@ -133,8 +139,15 @@ class SDXLRuntime:
             }[params.mode]
             images = runner(params, width, height, generator, timings, _Steps(progress, cancel))
             timings["total"] = time.monotonic() - started
-        return GenerationResult(images=images, seed=seed, params=params, width=width, height=height,
-                                timings=timings, model=str(self.layout.root))
+        return GenerationResult(
+            images=images,
+            seed=seed,
+            params=params,
+            width=width,
+            height=height,
+            timings=timings,
+            model=str(self.layout.root),
+        )
 
     def _size(self, params: GenerationParams) -> tuple[int, int]:
         if params.mode.needs_image and params.width is None and params.height is None:
@@ -199,12 +212,22 @@ class SDXLRuntime:
         guidance = params.guidance > 1
         base = self.pipelines.prepare("base", height, width, params.num_images, guidance)
         kwargs = self._common(base, params, generator, steps, "base")
-        latents = self._call("base", base, timings, steps, width=width, height=height,
-                             denoising_end=params.high_noise_frac, output_type="latent", **kwargs)
+        latents = self._call(
+            "base",
+            base,
+            timings,
+            steps,
+            width=width,
+            height=height,
+            denoising_end=params.high_noise_frac,
+            output_type="latent",
+            **kwargs,
+        )
         refiner = self.pipelines.prepare("refiner", height, width, params.num_images, guidance)
         kwargs = self._common(refiner, params, generator, steps, "refiner")
-        return self._call("refiner", refiner, timings, steps, image=latents,
-                          denoising_start=params.high_noise_frac, **kwargs)
+        return self._call(
+            "refiner", refiner, timings, steps, image=latents, denoising_start=params.high_noise_frac, **kwargs
+        )
 
     def _run_refine(self, params, width, height, generator, timings, steps) -> list[Any]:
         pipe = self.pipelines.prepare("refiner", height, width, params.num_images, params.guidance > 1)

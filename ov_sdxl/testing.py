@@ -55,7 +55,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             printable.append(byte)
             codes.append(256 + extra)
             extra += 1
-    return dict(zip(printable, (chr(c) for c in codes)))
+    return {byte: chr(code) for byte, code in zip(printable, codes, strict=True)}
 
 
 def write_clip_tokenizer(directory: Path, pad_token: str) -> None:
@@ -211,7 +211,6 @@ def build_tiny_model(output: str | Path, weights: str = "fp32", overwrite: bool 
 
     from ov_sdxl.config import ConvertConfig
     from ov_sdxl.convert import convert_models
-
     from ov_sdxl.layout import read_manifest
 
     output = Path(output)

@@ -20,14 +20,30 @@ def run(capsys, *argv):
 
 
 def generate_args(model, output, *extra):
-    return ["generate", "--model", model, "--prompt", "a lighthouse at dusk", "--steps", "5", "--width", "128",
-            "--height", "96", "--output", output, *extra]
+    return [
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "a lighthouse at dusk",
+        "--steps",
+        "5",
+        "--width",
+        "128",
+        "--height",
+        "96",
+        "--output",
+        output,
+        *extra,
+    ]
 
 
 def test_generate_base_refiner_writes_exactly_the_output(tiny_model, tmp_path, capsys):
     output = tmp_path / "lighthouse.png"
-    code, out, err = run(capsys, *generate_args(tiny_model, output, "--mode", "base+refiner", "--seed", "42",
-                                                "--negative-prompt", "blurry"))
+    code, out, err = run(
+        capsys,
+        *generate_args(tiny_model, output, "--mode", "base+refiner", "--seed", "42", "--negative-prompt", "blurry"),
+    )
     assert code == 0, err
     assert [p.name for p in tmp_path.iterdir()] == ["lighthouse.png"]
     assert str(output) in out and "seed 42, 128x96" in out
@@ -42,12 +58,28 @@ def test_generate_base_refiner_writes_exactly_the_output(tiny_model, tmp_path, c
 
 
 def test_generate_several_images_and_img2img(tiny_model, tmp_path, capsys):
-    code, out, err = run(capsys, *generate_args(tiny_model, tmp_path / "cat.png", "--num-images", "2", "--seed", "1",
-                                                "--scheduler", "euler-a"))
+    code, out, err = run(
+        capsys,
+        *generate_args(tiny_model, tmp_path / "cat.png", "--num-images", "2", "--seed", "1", "--scheduler", "euler-a"),
+    )
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat-1.png", "cat-2.png"]
-    code, out, err = run(capsys, "generate", "--model", tiny_model, "--prompt", "a cat", "--mode", "img2img",
-                         "--image", tmp_path / "cat-1.png", "--steps", "4", "--output", tmp_path / "edit.png")
+    code, out, err = run(
+        capsys,
+        "generate",
+        "--model",
+        tiny_model,
+        "--prompt",
+        "a cat",
+        "--mode",
+        "img2img",
+        "--image",
+        tmp_path / "cat-1.png",
+        "--steps",
+        "4",
+        "--output",
+        tmp_path / "edit.png",
+    )
     assert code == 0, err
     assert Image.open(tmp_path / "edit.png").text["strength"] == "0.6"
 
@@ -110,8 +142,12 @@ def test_failure_exits_1(tiny_model, tmp_path, capsys):
 
 def test_convert_errors_and_entry_points(tmp_path):
     """`python convert.py` and the `ov-sdxl` console script are the same command."""
-    script = subprocess.run([sys.executable, str(ROOT / "convert.py"), "--base", str(tmp_path / "nope"),
-                             "--output", str(tmp_path / "m")], capture_output=True, text=True, cwd=tmp_path)
+    script = subprocess.run(
+        [sys.executable, str(ROOT / "convert.py"), "--base", str(tmp_path / "nope"), "--output", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert script.returncode == 2
     assert script.stderr.strip().splitlines()[-1].startswith("error: --base ") and "neither an existing folder" in (
         script.stderr

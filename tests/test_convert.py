@@ -116,7 +116,8 @@ def test_source_checks(tiny_sources, tmp_path):
         convert_models(ConvertConfig(base="./no-such-folder", output=out))
     with pytest.raises(ModelNotFoundError, match="has no model_index.json; it is not a diffusers folder"):
         convert_models(ConvertConfig(base=str(base / "unet"), output=out))
-    with pytest.raises(ConfigError, match="is a StableDiffusionXLImg2ImgPipeline, expected a StableDiffusionXLPipeline"):
+    swapped = "is a StableDiffusionXLImg2ImgPipeline, expected a StableDiffusionXLPipeline"
+    with pytest.raises(ConfigError, match=swapped):
         convert_models(ConvertConfig(base=str(refiner), refiner=str(base), output=out))
     single = tmp_path / "model.safetensors"
     shutil.copy(base / "unet" / "diffusion_pytorch_model.safetensors", single)

@@ -28,18 +28,28 @@ def test_first_lines_are_install_run_and_test():
 @pytest.mark.slow
 def test_readme_commands_run(tiny_model, tmp_path):
     """Every ov-sdxl / convert.py line of the README, in order, in a fresh folder holding models/tiny."""
-    shutil.copytree(tiny_model, tmp_path / "models" / "tiny")  # what `ov-sdxl tiny` builds (test_cli builds it)
+    shutil.copytree(tiny_model, tmp_path / "models" / "tiny")  # built by the same function as `ov-sdxl tiny`
     shutil.copy(ROOT / "convert.py", tmp_path)
     bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ["PATH"], "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT)}
-    commands = [line for block in blocks("bash") for line in block.strip().splitlines()
-                if line.startswith(("ov-sdxl ", "python convert.py "))]
+    env = {
+        **os.environ,
+        "PATH": bindir + os.pathsep + os.environ["PATH"],
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    commands = [
+        line
+        for block in blocks("bash")
+        for line in block.strip().splitlines()
+        if line.startswith(("ov-sdxl ", "python convert.py "))
+    ]
     assert len(commands) >= 7
     for command in commands:
         done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
         if "stabilityai/" in command:  # needs the hub: here it must stop at once with the offline message
             assert done.returncode == 2 and "the hub is offline" in done.stderr, (command, done.stderr)
+        elif "models/sdxl" in command:  # the real model that the hub command would have converted
+            assert done.returncode == 2 and "does not exist; convert one with" in done.stderr, (command, done.stderr)
         else:
             assert done.returncode == 0, (command, done.stderr)
     for name in ("out.png", "fox.png", "fox-watercolor.png", "fox-refined.png", "foxes-1.png", "foxes-2.png"):

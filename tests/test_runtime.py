@@ -41,16 +41,18 @@ def test_text2img_matches_diffusers(runtime, torch_pipes):
 
 def test_img2img_matches_diffusers(runtime, torch_pipes, start_image):
     ours = runtime.img2img(PROMPT, image=start_image, steps=STEPS, seed=SEED, strength=0.6)
-    theirs = torch_pipes["img2img"](PROMPT, image=start_image, strength=0.6, num_inference_steps=STEPS,
-                                    guidance_scale=5.0, generator=generator())
+    theirs = torch_pipes["img2img"](
+        PROMPT, image=start_image, strength=0.6, num_inference_steps=STEPS, guidance_scale=5.0, generator=generator()
+    )
     assert_parity(ours.images[0], theirs.images[0])
 
 
 def test_base_then_refiner_matches_diffusers(runtime, torch_pipes):
     ours = runtime.base_then_refiner(PROMPT, steps=10, seed=SEED, high_noise_frac=0.8, **SIZE)
     gen = generator()
-    latents = torch_pipes["base"](PROMPT, num_inference_steps=10, denoising_end=0.8, output_type="latent",
-                                  generator=gen, **SIZE).images
+    latents = torch_pipes["base"](
+        PROMPT, num_inference_steps=10, denoising_end=0.8, output_type="latent", generator=gen, **SIZE
+    ).images
     theirs = torch_pipes["refiner"](PROMPT, image=latents, num_inference_steps=10, denoising_start=0.8, generator=gen)
     assert set(ours.timings) >= {"base", "refiner", "total"}
     assert_parity(ours.images[0], theirs.images[0])
@@ -58,8 +60,9 @@ def test_base_then_refiner_matches_diffusers(runtime, torch_pipes):
 
 def test_refine_matches_diffusers(runtime, torch_pipes, start_image):
     ours = runtime.refine(PROMPT, image=start_image, steps=STEPS, seed=SEED)  # default strength 0.3
-    theirs = torch_pipes["refiner"](PROMPT, image=start_image, strength=0.3, num_inference_steps=STEPS,
-                                    generator=generator())
+    theirs = torch_pipes["refiner"](
+        PROMPT, image=start_image, strength=0.3, num_inference_steps=STEPS, generator=generator()
+    )
     assert ours.params.strength == 0.3
     assert_parity(ours.images[0], theirs.images[0])
 
@@ -80,7 +83,7 @@ def test_named_scheduler_and_batch_match_diffusers(runtime, torch_pipes, schedul
     finally:
         pipe.scheduler = original
     assert len(ours.images) == 2
-    for mine, reference in zip(ours.images, theirs.images):
+    for mine, reference in zip(ours.images, theirs.images, strict=True):
         assert_parity(mine, reference)
 
 
