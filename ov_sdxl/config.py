@@ -163,6 +163,7 @@ class GenerationParams:
     seed: int | None = None
     num_images: int = 1
     scheduler: str | None = None
+    keep_base_images: bool = False  # base+refiner: also decode the base's latents, for side-by-side display
     image: Any = field(default=None, compare=False, repr=False)  # PIL.Image for img2img and refine
 
     def __post_init__(self) -> None:
@@ -209,6 +210,8 @@ class GenerationParams:
                 raise ConfigError(f"mode {self.mode.value} takes no input image; use img2img or refine")
             if self.strength is not None:
                 raise ConfigError(f"strength is only used by img2img and refine, not {self.mode.value}")
+        if self.keep_base_images and self.mode is not Mode.BASE_REFINER:
+            raise ConfigError(f"keep_base_images is only for base+refiner, not {self.mode.value}")
         if self.mode is Mode.BASE_REFINER:
             for stage, fraction in (("base", self.high_noise_frac), ("refiner", 1 - self.high_noise_frac)):
                 if int(round(self.steps * fraction)) < 1:

@@ -44,6 +44,7 @@ class GenerationResult:
     height: int
     timings: dict[str, float] = field(default_factory=dict)
     model: str = ""
+    base_images: list[Any] = field(default_factory=list)  # base+refiner with keep_base_images: the base's own
 
     def metadata(self) -> dict[str, str]:
         """Everything needed to reproduce the images, as text (PNG metadata, display)."""
@@ -127,26 +128,26 @@ class SDXLRuntime:
             )
         width, height = self._size(params)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
-        generator = torch.Generator("cpu").manual_seed(seed)
-        timings: dict[str, float] = {}
+        run = _Run(params, width, height, torch.Generator("cpu").manual_seed(seed), _Steps(progress, cancel))
+        runner = {
+            Mode.TEXT2IMG: self._run_text2img,
+            Mode.IMG2IMG: self._run_img2img,
+            Mode.BASE_REFINER: self._run_base_refiner,
+            Mode.REFINE: self._run_refine,
+        }[params.mode]
         with self._lock:
             started = time.monotonic()
-            runner = {
-                Mode.TEXT2IMG: self._run_text2img,
-                Mode.IMG2IMG: self._run_img2img,
-                Mode.BASE_REFINER: self._run_base_refiner,
-                Mode.REFINE: self._run_refine,
-            }[params.mode]
-            images = runner(params, width, height, generator, timings, _Steps(progress, cancel))
-            timings["total"] = time.monotonic() - started
+            images = runner(run)
+            run.timings["total"] = time.monotonic() - started
         return GenerationResult(
             images=images,
             seed=seed,
             params=params,
             width=width,
             height=height,
-            timings=timings,
+            timings=run.timings,
             model=str(self.layout.root),
+            base_images=run.base_images,
         )
 
     def _size(self, params: GenerationParams) -> tuple[int, int]:
@@ -161,79 +162,90 @@ class SDXLRuntime:
         native_w, native_h = self.native_size
         return params.width or native_w, params.height or native_h
 
-    def _common(self, pipe: Any, params: GenerationParams, generator: Any, steps: _Steps, stage: str) -> dict:
+    def _prepare(self, name: str, run: _Run) -> Any:
+        """The pipeline, shaped for the request, with a fresh scheduler of the requested kind."""
+        params = run.params
+        pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, params.guidance > 1)
         original = self._schedulers.setdefault(id(pipe), pipe.scheduler)
         pipe.scheduler = make_scheduler(params.scheduler, original)
-        return dict(
-            prompt=params.prompt,
-            prompt_2=params.prompt_2,
-            negative_prompt=params.negative_prompt,
-            negative_prompt_2=params.negative_prompt_2,
-            num_inference_steps=params.steps,
-            guidance_scale=params.guidance,
-            num_images_per_prompt=params.num_images,
-            generator=generator,
-            callback_on_step_end=steps.callback(stage),
-        )
+        return pipe
 
-    def _call(self, stage: str, pipe: Any, timings: dict[str, float], steps: _Steps, **kwargs: Any) -> Any:
-        steps.check()
+    def _call(self, stage: str, pipe: Any, run: _Run, **kwargs: Any) -> Any:
+        """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own."""
+        params = run.params
+        run.steps.check()
         started = time.monotonic()
         try:
-            out = pipe(**kwargs)
+            out = pipe(
+                prompt=params.prompt,
+                prompt_2=params.prompt_2,
+                negative_prompt=params.negative_prompt,
+                negative_prompt_2=params.negative_prompt_2,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance,
+                num_images_per_prompt=params.num_images,
+                generator=run.generator,
+                callback_on_step_end=run.steps.callback(stage),
+                **kwargs,
+            )
         except GenerationCancelled:
             raise
         except (RuntimeError, ValueError) as exc:
             raise GenerationError(f"the {stage} failed: {exc}") from exc
-        timings[stage] = time.monotonic() - started
+        run.timings[stage] = time.monotonic() - started
         return out.images
 
-    def _input_image(self, params: GenerationParams, width: int, height: int) -> Any:
+    def _input_image(self, run: _Run) -> Any:
         from ov_sdxl.images import to_rgb
 
-        image = to_rgb(params.image)
-        if image.size != (width, height):
-            log.info("resizing the input image from %dx%d to %dx%d as requested", *image.size, width, height)
-            image = image.resize((width, height))
+        image = to_rgb(run.params.image)
+        if image.size != (run.width, run.height):
+            log.info("resizing the input image from %dx%d to %dx%d as requested", *image.size, run.width, run.height)
+            image = image.resize((run.width, run.height))
         return image
 
-    def _run_text2img(self, params, width, height, generator, timings, steps) -> list[Any]:
-        pipe = self.pipelines.prepare("base", height, width, params.num_images, params.guidance > 1)
-        kwargs = self._common(pipe, params, generator, steps, "base")
-        return self._call("base", pipe, timings, steps, width=width, height=height, **kwargs)
+    def _run_text2img(self, run: _Run) -> list[Any]:
+        pipe = self._prepare("base", run)
+        return self._call("base", pipe, run, width=run.width, height=run.height)
 
-    def _run_img2img(self, params, width, height, generator, timings, steps) -> list[Any]:
-        pipe = self.pipelines.prepare("img2img", height, width, params.num_images, params.guidance > 1)
-        kwargs = self._common(pipe, params, generator, steps, "base")
-        image = self._input_image(params, width, height)
-        return self._call("base", pipe, timings, steps, image=image, strength=params.strength, **kwargs)
+    def _run_img2img(self, run: _Run) -> list[Any]:
+        pipe = self._prepare("img2img", run)
+        return self._call("base", pipe, run, image=self._input_image(run), strength=run.params.strength)
 
-    def _run_base_refiner(self, params, width, height, generator, timings, steps) -> list[Any]:
-        guidance = params.guidance > 1
-        base = self.pipelines.prepare("base", height, width, params.num_images, guidance)
-        kwargs = self._common(base, params, generator, steps, "base")
+    def _run_base_refiner(self, run: _Run) -> list[Any]:
+        fraction = run.params.high_noise_frac
+        base = self._prepare("base", run)
         latents = self._call(
-            "base",
-            base,
-            timings,
-            steps,
-            width=width,
-            height=height,
-            denoising_end=params.high_noise_frac,
-            output_type="latent",
-            **kwargs,
+            "base", base, run, width=run.width, height=run.height, denoising_end=fraction, output_type="latent"
         )
-        refiner = self.pipelines.prepare("refiner", height, width, params.num_images, guidance)
-        kwargs = self._common(refiner, params, generator, steps, "refiner")
-        return self._call(
-            "refiner", refiner, timings, steps, image=latents, denoising_start=params.high_noise_frac, **kwargs
-        )
+        if run.params.keep_base_images:
+            run.base_images = self._decode(base, latents, run)
+        refiner = self._prepare("refiner", run)
+        return self._call("refiner", refiner, run, image=latents, denoising_start=fraction)
 
-    def _run_refine(self, params, width, height, generator, timings, steps) -> list[Any]:
-        pipe = self.pipelines.prepare("refiner", height, width, params.num_images, params.guidance > 1)
-        kwargs = self._common(pipe, params, generator, steps, "refiner")
-        image = self._input_image(params, width, height)
-        return self._call("refiner", pipe, timings, steps, image=image, strength=params.strength, **kwargs)
+    def _decode(self, pipe: Any, latents: Any, run: _Run) -> list[Any]:
+        """Decode latents to PIL images with the pipeline's VAE, as diffusers' SDXL ``__call__`` ends."""
+        started = time.monotonic()
+        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        run.timings["base_decode"] = time.monotonic() - started
+        return pipe.image_processor.postprocess(image, output_type="pil")
+
+    def _run_refine(self, run: _Run) -> list[Any]:
+        pipe = self._prepare("refiner", run)
+        return self._call("refiner", pipe, run, image=self._input_image(run), strength=run.params.strength)
+
+
+@dataclass
+class _Run:
+    """One request in flight: what was asked, the resolved size and generator, and what it produced."""
+
+    params: GenerationParams
+    width: int
+    height: int
+    generator: Any
+    steps: _Steps
+    timings: dict[str, float] = field(default_factory=dict)
+    base_images: list[Any] = field(default_factory=list)
 
 
 class _Steps:

@@ -196,3 +196,12 @@ def test_truncated_and_broken_ir(tiny_model, tmp_path):
     runtime = SDXLRuntime.from_dir(copy, use_cache=False)
     with pytest.raises(CorruptModelError, match="cannot load the model in .*base"):
         runtime.text2img(PROMPT, steps=2, **SIZE)
+
+
+def test_two_stage_can_keep_the_base_images(runtime, torch_pipes):
+    result = runtime.base_then_refiner(PROMPT, steps=10, seed=SEED, keep_base_images=True, **SIZE)
+    plain = runtime.base_then_refiner(PROMPT, steps=10, seed=SEED, **SIZE)
+    assert plain.base_images == [] and mean_abs_diff(result.images[0], plain.images[0]) == 0
+    theirs = torch_pipes["base"](PROMPT, num_inference_steps=10, denoising_end=0.8, generator=generator(), **SIZE)
+    assert len(result.base_images) == 1
+    assert_parity(result.base_images[0], theirs.images[0])  # the base's own image, as diffusers decodes it
