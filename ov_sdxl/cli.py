@@ -1,7 +1,8 @@
-"""The ``ov-sdxl`` command line: convert, generate, tiny, verify, devices, schedulers.
+"""The ``ov-sdxl`` command line: convert, generate, demo, tiny, verify, devices, schedulers.
 
     ov-sdxl tiny --output models/tiny
     ov-sdxl generate --model models/tiny --prompt "a lighthouse at dusk" --mode base+refiner --output out.png
+    ov-sdxl demo --model models/sdxl        # the browser demo on http://127.0.0.1:7860 (no --model: tiny model)
     python convert.py --base stabilityai/stable-diffusion-xl-base-1.0 --output models/sdxl --weights int8
 
 ``main(argv) -> int`` translates errors once: bad input exits 2, failures exit 1, each with one line on stderr
@@ -75,12 +76,23 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=Path("out.png"), help="PNG path; several images are numbered")
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the Gradio demo in the browser (and its API)")
+    p.add_argument("--model", type=Path, help="converted model folder; default: the tiny offline model (noise)")
+    p.add_argument("--device", default="CPU", help="CPU, GPU, GPU.1, AUTO...; see `ov-sdxl devices`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="default 7860")
+    p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link")
+    p.add_argument("--max-queue", type=int, default=16, help="requests that may wait; more are told to retry")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ov-sdxl", description="Stable Diffusion XL on Intel CPUs and GPUs with OpenVINO")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_convert(sub)
     _add_generate(sub)
+    _add_demo(sub)
     p = sub.add_parser("tiny", help="build and convert a tiny random SDXL (offline; for trying things out)")
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--weights", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
@@ -169,6 +181,42 @@ class _ProgressBar:
         self.close()
 
 
+def tiny_model_dir() -> Path:
+    """Where ``ov-sdxl demo`` without --model keeps the tiny model it builds on first use."""
+    return Path.home() / ".cache" / "ov-sdxl" / "tiny"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ov_sdxl.config import RuntimeConfig
+    from ov_sdxl.demo_inputs import DemoLimits
+    from ov_sdxl.runtime import SDXLRuntime
+
+    limits = DemoLimits(max_queue=args.max_queue)
+    model, notice = args.model, None
+    if model is None:
+        from ov_sdxl.demo import TINY_NOTICE
+        from ov_sdxl.testing import build_tiny_model
+
+        model, notice = tiny_model_dir(), TINY_NOTICE
+        print(f"no --model: using the tiny offline test model (random weights) in {model}")
+        if not args.debug:
+            _quiet_loading_bars()
+        build_tiny_model(model)  # about a minute the first time, then nothing
+    runtime = SDXLRuntime(RuntimeConfig(model_dir=model, device=args.device))
+    from ov_sdxl.demo import build_demo, launch_demo  # imports Gradio: only this command needs it
+
+    demo = build_demo(runtime, notice=notice, limits=limits)
+    try:
+        url = launch_demo(demo, host=args.host, port=args.port, share=args.share, limits=limits)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None
+    print(f"demo running on {url} (Ctrl-C to stop)", flush=True)
+    if demo.share_url:
+        print(f"public share link: {demo.share_url}", flush=True)
+    demo.block_thread()
+    return EXIT_OK
+
+
 def _tiny(args: argparse.Namespace) -> int:
     from ov_sdxl.testing import build_tiny_model
 
@@ -211,6 +259,7 @@ def _schedulers(args: argparse.Namespace) -> int:
 COMMANDS = {
     "convert": _convert,
     "generate": _generate,
+    "demo": _demo,
     "tiny": _tiny,
     "verify": _verify,
     "devices": _devices,
