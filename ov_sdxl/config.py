@@ -106,6 +106,9 @@ class RuntimeConfig:
     device: str = "CPU"
     precision: Precision = Precision.AUTO
     static_shapes: bool = True
+    max_pixels: int = 2048 * 2048  # width x height of one image; larger requests are refused before any work
+    max_steps: int = 200
+    max_images: int = 8
     cache_dir: Path | None = None  # compiled-model cache; None: $OV_SDXL_CACHE_DIR or ~/.cache/ov-sdxl/compiled
     use_cache: bool = True
 
@@ -117,6 +120,24 @@ class RuntimeConfig:
         _set(self, "device", self.device.strip().upper())
         if self.cache_dir is not None:
             _set(self, "cache_dir", Path(self.cache_dir))
+        for name in ("max_pixels", "max_steps", "max_images"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} {value!r} must be a whole number >= 1")
+
+    def check_limits(self, width: int, height: int, steps: int, num_images: int) -> None:
+        """Refuse, before any work, a request over this runtime's caps."""
+        if width * height > self.max_pixels:
+            raise ConfigError(
+                f"{width}x{height} is {width * height} pixels, over the limit of {self.max_pixels} "
+                "(RuntimeConfig.max_pixels)"
+            )
+        if steps > self.max_steps:
+            raise ConfigError(f"steps {steps} is over the limit of {self.max_steps} (RuntimeConfig.max_steps)")
+        if num_images > self.max_images:
+            raise ConfigError(
+                f"num_images {num_images} is over the limit of {self.max_images} (RuntimeConfig.max_images)"
+            )
 
     def resolved_cache_dir(self) -> Path | None:
         import os

@@ -61,6 +61,7 @@ class PipelineSet:
         self.static_shapes = static_shapes
         self._pipes: dict[str, Any] = {}
         self._shapes: dict[int, tuple] = {}  # id(part) -> (batch, spatial) it is shaped for
+        self._f32_decoder: Any = None
 
     def _load(self, cls: Any, path: Any, **models: Any) -> Any:
         try:
@@ -134,6 +135,16 @@ class PipelineSet:
             self._pipes["refiner"] = pipe
         return self._pipes["refiner"]
 
+    def decode_f32(self, latents: Any) -> Any:
+        """Run the base's VAE decoder compiled with f32 inference precision (the fallback when bf16/f16 fails)."""
+        import openvino as ov
+        import torch
+
+        if self._f32_decoder is None:
+            config = {**self.ov_config, "INFERENCE_PRECISION_HINT": "f32"}
+            self._f32_decoder = ov.Core().compile_model(self.base.vae_decoder.model.clone(), self.device, config)
+        return torch.from_numpy(self._f32_decoder(latents.numpy())[0])
+
     def prepare(self, name: str, height: int, width: int, num_images: int, guidance: bool) -> Any:
         """Return pipeline ``name`` with its models shaped for this request.
 
@@ -160,6 +171,8 @@ class PipelineSet:
             log.info("shaping %s %s for batch %d, %s", name, part_name, batch, spatial or "77 tokens")
             _reshape(part.model, batch, spatial)
             part.clear_requests()
+            if part_name == "vae_decoder":
+                self._f32_decoder = None
             self._shapes[id(part)] = (batch, spatial)
         return pipe
 

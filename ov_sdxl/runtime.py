@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from ov_sdxl.config import GenerationParams, Mode, Precision, RuntimeConfig
+from ov_sdxl.decode import decode_latents
 from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, ModelNotFoundError
 from ov_sdxl.layout import ModelLayout
 from ov_sdxl.pipelines import PipelineSet, check_device
+from ov_sdxl.prompts import truncation_notes
 from ov_sdxl.schedulers import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     model: str = ""
     base_images: list[Any] = field(default_factory=list)  # base+refiner with keep_base_images: the base's own
+    notes: list[str] = field(default_factory=list)  # what the user should know: truncated prompts, VAE fallback
 
     def metadata(self) -> dict[str, str]:
         """Everything needed to reproduce the images, as text (PNG metadata, display)."""
@@ -127,6 +130,7 @@ class SDXLRuntime:
                 "convert with --refiner stabilityai/stable-diffusion-xl-refiner-1.0"
             )
         width, height = self._size(params)
+        self.config.check_limits(width, height, params.steps, params.num_images)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         run = _Run(params, width, height, torch.Generator("cpu").manual_seed(seed), _Steps(progress, cancel))
         runner = {
@@ -148,6 +152,7 @@ class SDXLRuntime:
             timings=run.timings,
             model=str(self.layout.root),
             base_images=run.base_images,
+            notes=run.notes,
         )
 
     def _size(self, params: GenerationParams) -> tuple[int, int]:
@@ -174,7 +179,13 @@ class SDXLRuntime:
         """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own."""
         params = run.params
         run.steps.check()
+        if not run.prompts_checked:  # once per run: both stages read the same prompts
+            run.prompts_checked = True
+            for note in truncation_notes(pipe, params):
+                log.warning("%s", note)
+                run.notes.append(note)
         started = time.monotonic()
+        kwargs.setdefault("output_type", "latent")  # decoded here, with a check (see decode.py)
         try:
             out = pipe(
                 prompt=params.prompt,
@@ -206,33 +217,36 @@ class SDXLRuntime:
 
     def _run_text2img(self, run: _Run) -> list[Any]:
         pipe = self._prepare("base", run)
-        return self._call("base", pipe, run, width=run.width, height=run.height)
+        return self._decode(pipe, self._call("base", pipe, run, width=run.width, height=run.height), run)
 
     def _run_img2img(self, run: _Run) -> list[Any]:
         pipe = self._prepare("img2img", run)
-        return self._call("base", pipe, run, image=self._input_image(run), strength=run.params.strength)
+        latents = self._call("base", pipe, run, image=self._input_image(run), strength=run.params.strength)
+        return self._decode(pipe, latents, run)
 
     def _run_base_refiner(self, run: _Run) -> list[Any]:
         fraction = run.params.high_noise_frac
         base = self._prepare("base", run)
-        latents = self._call(
-            "base", base, run, width=run.width, height=run.height, denoising_end=fraction, output_type="latent"
-        )
+        latents = self._call("base", base, run, width=run.width, height=run.height, denoising_end=fraction)
         if run.params.keep_base_images:
-            run.base_images = self._decode(base, latents, run)
+            run.base_images = self._decode(base, latents, run, "base_decode")
         refiner = self._prepare("refiner", run)
-        return self._call("refiner", refiner, run, image=latents, denoising_start=fraction)
-
-    def _decode(self, pipe: Any, latents: Any, run: _Run) -> list[Any]:
-        """Decode latents to PIL images with the pipeline's VAE, as diffusers' SDXL ``__call__`` ends."""
-        started = time.monotonic()
-        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        run.timings["base_decode"] = time.monotonic() - started
-        return pipe.image_processor.postprocess(image, output_type="pil")
+        return self._decode(refiner, self._call("refiner", refiner, run, image=latents, denoising_start=fraction), run)
 
     def _run_refine(self, run: _Run) -> list[Any]:
         pipe = self._prepare("refiner", run)
-        return self._call("refiner", pipe, run, image=self._input_image(run), strength=run.params.strength)
+        latents = self._call("refiner", pipe, run, image=self._input_image(run), strength=run.params.strength)
+        return self._decode(pipe, latents, run)
+
+    def _decode(self, pipe: Any, latents: Any, run: _Run, timing: str = "decode") -> list[Any]:
+        """Latents to PIL images, as diffusers' SDXL ``__call__`` ends, with the NaN/black check of decode.py."""
+        started = time.monotonic()
+        fallback = None if self.config.precision is Precision.F32 else self.pipelines.decode_f32
+        images, note = decode_latents(pipe, latents, fallback)
+        if note:
+            run.notes.append(note)
+        run.timings[timing] = time.monotonic() - started
+        return images
 
 
 @dataclass
@@ -246,6 +260,8 @@ class _Run:
     steps: _Steps
     timings: dict[str, float] = field(default_factory=dict)
     base_images: list[Any] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    prompts_checked: bool = False
 
 
 class _Steps:

@@ -14,6 +14,7 @@ from ov_sdxl import (
     CorruptModelError,
     DeviceNotAvailableError,
     GenerationCancelled,
+    GenerationError,
     ModelNotFoundError,
     SDXLRuntime,
 )
@@ -205,3 +206,41 @@ def test_two_stage_can_keep_the_base_images(runtime, torch_pipes):
     theirs = torch_pipes["base"](PROMPT, num_inference_steps=10, denoising_end=0.8, generator=generator(), **SIZE)
     assert len(result.base_images) == 1
     assert_parity(result.base_images[0], theirs.images[0])  # the base's own image, as diffusers decodes it
+
+
+def test_limits_refuse_before_any_work(tiny_model, ov_cache):
+    small = SDXLRuntime.from_dir(tiny_model, cache_dir=ov_cache, max_pixels=128 * 128, max_steps=10, max_images=2)
+    with pytest.raises(ConfigError, match="136x128 is 17408 pixels, over the limit of 16384"):
+        small.text2img(PROMPT, width=136, height=128)
+    with pytest.raises(ConfigError, match="steps 11 is over the limit of 10"):
+        small.text2img(PROMPT, steps=11, width=64, height=64)
+    with pytest.raises(ConfigError, match="num_images 3 is over the limit of 2"):
+        small.text2img(PROMPT, steps=2, num_images=3, width=64, height=64)
+    with pytest.raises(ConfigError, match="2048x2048 is 4194304 pixels"):
+        small.text2img(PROMPT, steps=2, width=2048, height=2048)
+    assert "base" not in small.pipelines._pipes  # refused before loading anything
+
+
+def test_empty_and_long_prompts(runtime):
+    assert runtime.text2img("", steps=2, seed=1, **SIZE).notes == []
+    long = "a horse " * 40 + "under a lighthouse at dusk"  # 85 words, 87 tokens with start and end
+    result = runtime.text2img(long, steps=2, seed=1, negative_prompt="blurry", **SIZE)
+    cut = "'horse a horse a horse under a lighthouse at dusk'"
+    assert result.notes == [f"prompt: 87 tokens, CLIP reads 77; cut: {cut}"]
+
+
+def test_nan_from_the_vae_is_caught(runtime, monkeypatch):
+    """Latents that overflow the VAE give a clear error, never a black or NaN picture."""
+    import ov_sdxl.decode as decode
+
+    pipe = runtime.pipelines.base
+    latents = torch.full((1, 4, 12, 16), float("nan"))
+    with pytest.raises(GenerationError, match="the VAE produced NaN or infinite values, already in f32"):
+        decode.decode_latents(pipe, latents, None)
+    with pytest.raises(GenerationError, match="and NaN or infinite values again in f32"):
+        decode.decode_latents(pipe, latents, runtime.pipelines.decode_f32)
+    good = torch.zeros((1, 4, 12, 16))
+    real_decode = pipe.vae.decode
+    monkeypatch.setattr(pipe.vae, "decode", lambda z, return_dict=False: (real_decode(z)[0] * float("nan"),))
+    images, note = decode.decode_latents(pipe, good, lambda z: real_decode(z)[0])
+    assert images[0].size == (128, 96) and "re-run in f32" in note
