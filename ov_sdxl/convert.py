@@ -67,11 +67,23 @@ def resolve_source(source: str, stage: str) -> tuple[str, bool]:
                 f"--{stage} {source} is a {class_name}, expected a {STAGE_CLASSES[stage]} "
                 f"(did you swap --base and --refiner?)"
             )
+        _check_safetensors(path, stage)
         return str(path), True
     if HUB_ID.match(source) and not source.startswith((".", "~")):
         _check_hub_reachable(source, stage)
         return source, False
     raise ModelNotFoundError(f"--{stage} {source} is neither an existing folder nor a hub id like owner/name")
+
+
+def _check_safetensors(folder: Path, stage: str) -> None:
+    """Refuse a diffusers folder whose weights exist only as pickles (.bin/.ckpt/.pt): loading them runs code."""
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        pickled = [p.name for p in sub.iterdir() if p.suffix in (".bin", ".ckpt", ".pt", ".pth")]
+        if pickled and not any(sub.glob("*.safetensors")):
+            raise ConfigError(
+                f"--{stage} {folder}: {sub.name}/{pickled[0]} is a pickled checkpoint and there is no .safetensors "
+                "beside it; ov-sdxl loads safetensors only (convert the weights to safetensors first)"
+            )
 
 
 def _check_hub_reachable(repo_id: str, stage: str) -> None:
@@ -110,11 +122,12 @@ def _export_stage(source: str, local: bool, out_dir: Path, stage: str, weights: 
                 ov_config=OVConfig(dtype=dtype),  # explicit: no silent size-based int8
                 convert_tokenizer=False,
                 local_files_only=local or bool(os.environ.get("HF_HUB_OFFLINE")),
+                model_loading_kwargs={"use_safetensors": True},  # never unpickle weights
             )
     except OvSdxlError:
         raise
     except Exception as exc:  # translated once, here, with the stage and source named
-        raise ConversionError(f"exporting the {stage} from {source} failed: {type(exc).__name__}: {exc}") from exc
+        raise ConversionError(f"exporting the {stage} from {source} failed: {_reason(exc)}") from exc
     _log_parts(stage, target, started)
     if weights.is_compressed:
         _compress_stage(target, out_dir, stage, weights)
@@ -133,10 +146,24 @@ def _compress_stage(float_dir: Path, out_dir: Path, stage: str, weights: WeightF
         pipeline = pipeline_class.from_pretrained(float_dir, compile=False, quantization_config=config)
         pipeline.save_pretrained(out_dir)
     except Exception as exc:
-        message = f"compressing the {stage} to {weights.value} failed: {type(exc).__name__}: {exc}"
-        raise ConversionError(message) from exc
+        raise ConversionError(f"compressing the {stage} to {weights.value} failed: {_reason(exc)}") from exc
     del pipeline
     _log_parts(stage, out_dir, started)
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause in a line; a full disk is named as such wherever it surfaced."""
+    import errno
+
+    text = f"{type(exc).__name__}: {exc}"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return f"no space left to write the model ({text}); free disk space and run again"
+        cause = cause.__cause__ or cause.__context__
+    if "safetensors" in str(exc) and "use_safetensors" in str(exc):
+        return f"the source has no .safetensors weights; ov-sdxl does not load pickled weights ({text})"
+    return text
 
 
 def _log_parts(stage: str, folder: Path, started: float) -> None:

@@ -126,3 +126,27 @@ def test_source_checks(tiny_sources, tmp_path):
     with pytest.raises(ModelNotFoundError, match="the hub is offline .* not in the local Hugging Face cache"):
         convert_models(ConvertConfig(base="stabilityai/stable-diffusion-xl-base-1.0", output=out))
     assert not out.exists()
+
+
+def test_pickled_weights_are_refused(tiny_sources, tmp_path):
+    source = tmp_path / "pickled"
+    shutil.copytree(tiny_sources[0], source)
+    weights = source / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.rename(weights.with_suffix(".bin"))  # a pickle by name is enough: it is refused before loading
+    with pytest.raises(ConfigError, match="unet/diffusion_pytorch_model.bin is a pickled checkpoint"):
+        convert_models(ConvertConfig(base=str(source), output=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_disk_full_is_named(tmp_path):
+    import errno
+
+    from ov_sdxl.convert import _reason
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise RuntimeError("Exception from src/core/src/pass/serialize.cpp") from inner
+    except RuntimeError as exc:
+        assert _reason(exc).startswith("no space left to write the model (RuntimeError: Exception from")

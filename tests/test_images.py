@@ -62,3 +62,27 @@ def test_png_metadata_and_numbering(tmp_path):
     text = Image.open(paths[1]).text
     assert text["prompt"] == "a cat" and text["seed"] == "7" and text["parameters"].startswith("a cat\n")
     assert output_paths(tmp_path / "x.png", 1) == [tmp_path / "x.png"]
+
+
+def test_disk_full_while_saving_leaves_no_file(tmp_path):
+    """A file-size limit makes the write fail as a full disk would: a clear error and no partial PNG."""
+    import subprocess
+    import sys
+
+    script = """
+import resource, signal, sys
+import numpy as np
+from PIL import Image
+from ov_sdxl.errors import OutputError
+from ov_sdxl.images import save_images
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))
+try:
+    save_images([noise], sys.argv[1], {"prompt": "x"})
+except OutputError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.png")], capture_output=True, text=True)
+    assert done.stdout.startswith(f"cannot write {tmp_path / 'out.png'}: [Errno 27] File too large"), done
+    assert list(tmp_path.iterdir()) == []
