@@ -18,6 +18,7 @@ from ov_sdxl import (
     ModelNotFoundError,
     SDXLRuntime,
 )
+from ov_sdxl.schedulers import SCHEDULERS
 
 PARITY = 2.0  # mean absolute difference, in 0..255 units: 2/255 of the range
 STEPS, SEED, SIZE = 6, 3, {"width": 128, "height": 96}
@@ -68,17 +69,33 @@ def test_refine_matches_diffusers(runtime, torch_pipes, start_image):
     assert_parity(ours.images[0], theirs.images[0])
 
 
-@pytest.mark.parametrize("scheduler", ["euler-a", "dpm++2m-karras"])
+def test_scheduler_names_are_diffusers_classes():
+    classes = {name: class_name for name, (class_name, _) in SCHEDULERS.items()}
+    assert classes == {
+        "euler": "EulerDiscreteScheduler",
+        "euler-a": "EulerAncestralDiscreteScheduler",
+        "dpm++2m": "DPMSolverMultistepScheduler",
+        "dpm++2m-karras": "DPMSolverMultistepScheduler",
+        "dpm++2m-sde-karras": "DPMSolverMultistepScheduler",
+        "ddim": "DDIMScheduler",
+        "unipc": "UniPCMultistepScheduler",
+        "heun": "HeunDiscreteScheduler",
+        "lms": "LMSDiscreteScheduler",
+        "lcm": "LCMScheduler",
+    }
+    assert SCHEDULERS["dpm++2m-karras"][1]["use_karras_sigmas"] is True
+
+
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
 def test_named_scheduler_and_batch_match_diffusers(runtime, torch_pipes, scheduler):
-    from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
+    """Each name gives diffusers' scheduler of that name, built from the model's config, on two images."""
+    import diffusers
 
     ours = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, num_images=2, scheduler=scheduler, **SIZE)
     pipe = torch_pipes["base"]
     original = pipe.scheduler
-    if scheduler == "euler-a":
-        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(original.config)
-    else:
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(original.config, use_karras_sigmas=True)
+    class_name, settings = SCHEDULERS[scheduler]
+    pipe.scheduler = getattr(diffusers, class_name).from_config(original.config, **settings)
     try:
         theirs = pipe(PROMPT, num_inference_steps=STEPS, num_images_per_prompt=2, generator=generator(), **SIZE)
     finally:
@@ -244,3 +261,14 @@ def test_nan_from_the_vae_is_caught(runtime, monkeypatch):
     monkeypatch.setattr(pipe.vae, "decode", lambda z, return_dict=False: (real_decode(z)[0] * float("nan"),))
     images, note = decode.decode_latents(pipe, good, lambda z: real_decode(z)[0])
     assert images[0].size == (128, 96) and "re-run in f32" in note
+
+
+def test_manifest_from_another_version(tiny_model, tmp_path):
+    import json
+
+    copy = tmp_path / "old"
+    shutil.copytree(tiny_model, copy)
+    manifest = json.loads((copy / "ov_sdxl.json").read_text())
+    (copy / "ov_sdxl.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(CorruptModelError, match="has manifest format 99, this ov-sdxl reads format 1; reconvert"):
+        SDXLRuntime.from_dir(copy)
