@@ -49,7 +49,8 @@ EXAMPLES = [
 ]
 TINY_NOTICE = (
     "**This is the tiny offline test model**: random weights, so the pictures are noise. It shows that "
-    "everything works. For real pictures, convert SDXL once (it downloads about 14 GB) and start the demo on it:\n\n"
+    "everything works. For real pictures, convert SDXL once (this downloads it from the Hugging Face hub) "
+    "and start the demo on it:\n\n"
     f"`{CONVERT_COMMAND}`  \n`ov-sdxl demo --model models/sdxl`"
 )
 

@@ -101,7 +101,8 @@ def load_upload(path: str | Path | None, limits: DemoLimits) -> Any:
     try:
         return load_image(path, max_pixels=limits.max_upload_pixels)
     except ImageError as exc:
-        raise ImageError(str(exc).replace(str(path), f"the uploaded image ({Path(path).name})")) from None
+        named = f"the uploaded image ({Path(path).name})"
+        raise ImageError(str(exc).replace(f"image {path}", named).replace(str(path), named)) from None
 
 
 def to_params(
