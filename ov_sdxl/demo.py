@@ -171,7 +171,7 @@ def _api_endpoints(handlers: DemoHandlers, native: tuple[int, int], outputs: lis
         seed = gr.Textbox(RANDOM_SEED, label="seed")
         scheduler = gr.Dropdown([MODEL_SCHEDULER, *SCHEDULERS], value=MODEL_SCHEDULER, label="scheduler")
         num_images = gr.Number(1, label="num_images")
-        image = gr.Image(type="filepath", label="image")
+        image = gr.File(type="filepath", file_types=["image"], label="image")  # read by our checks, not PIL in Gradio
         strengths = {m: gr.Number(DEFAULT_STRENGTH[m], label="strength") for m in (Mode.IMG2IMG, Mode.REFINE)}
     common = {"outputs": outputs, "concurrency_id": QUEUE, "concurrency_limit": 1}
     tail = [steps, guidance, seed, scheduler, num_images]
