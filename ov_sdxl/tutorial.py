@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ov_sdxl.layout import MANIFEST_NAME, ModelLayout, read_manifest
+from ov_sdxl.layout import MANIFEST_NAME, ModelLayout
 from ov_sdxl.testing import TINY_SOURCES
 
 log = logging.getLogger(__name__)
@@ -144,11 +144,6 @@ def hub_status(repo_ids: Sequence[str] = (BASE_ID, REFINER_ID), timeout: float =
     return False, f"the Hugging Face hub cannot be reached ({why})"
 
 
-def _is_tiny_folder(model_dir: Path) -> bool:
-    manifest = read_manifest(model_dir) if (model_dir / MANIFEST_NAME).is_file() else None
-    return bool(manifest) and manifest.get("sources") == TINY_SOURCES
-
-
 def choose_model(
     model_dir: str | Path | None = None,
     device: str = "CPU",
@@ -167,8 +162,8 @@ def choose_model(
     check_device(device)  # DeviceNotAvailableError names this machine's devices
     if model_dir:
         path = Path(model_dir).expanduser()
-        ModelLayout.open(path)  # ModelNotFoundError / CorruptModelError with the command that converts one
-        is_tiny = tiny or _is_tiny_folder(path)
+        layout = ModelLayout.open(path)  # ModelNotFoundError / CorruptModelError with the command that converts one
+        is_tiny = tiny or (layout.manifest or {}).get("sources") == TINY_SOURCES
         settings = dict(TINY_SETTINGS if is_tiny else REAL_SETTINGS)
         return ModelChoice(path, device, is_tiny, "OV_SDXL_MODEL_DIR", settings, given=True)
     root = Path(root) if root is not None else models_root()
@@ -447,6 +442,7 @@ def measure(label: str, interval: float = 0.01) -> Iterator[Measurement]:
 
 
 def measurements_table(measurements: Sequence[Measurement]) -> Table:
+    """One row per measured step: time, peak RSS, the rise above the memory before it, and what it kept."""
     return Table([m.row() for m in measurements])
 
 
