@@ -145,11 +145,14 @@ class PipelineSet:
             self._f32_decoder = ov.Core().compile_model(self.base.vae_decoder.model.clone(), self.device, config)
         return torch.from_numpy(self._f32_decoder(latents.numpy())[0])
 
-    def prepare(self, name: str, height: int, width: int, num_images: int, guidance: bool) -> Any:
+    def prepare(
+        self, name: str, height: int, width: int, num_images: int, guidance: bool, tokens: int = TOKENS
+    ) -> Any:
         """Return pipeline ``name`` with its models shaped for this request.
 
         With static shapes each part is reshaped (and later recompiled) only when its own shape changes: the
-        text encoders never, the VAE with the size, the UNet with size, image count and guidance.
+        text encoders never, the VAE with the size, the UNet with size, image count, guidance and the prompt's
+        length in tokens (77 per window; long or weighted prompts may use several).
         """
         pipe = getattr(self, name)
         if not self.static_shapes:
@@ -158,27 +161,27 @@ class PipelineSet:
         latent = (height // factor, width // factor)
         unet_batch = num_images * (2 if guidance else 1)
         wanted = {
-            "unet": (unet_batch, latent),
-            "vae_decoder": (num_images, latent),
-            "vae_encoder": (1, (height, width)),
-            "text_encoder": (1, None),
-            "text_encoder_2": (1, None),
+            "unet": (unet_batch, latent, tokens),
+            "vae_decoder": (num_images, latent, TOKENS),
+            "vae_encoder": (1, (height, width), TOKENS),
+            "text_encoder": (1, None, TOKENS),
+            "text_encoder_2": (1, None, TOKENS),
         }
-        for part_name, (batch, spatial) in wanted.items():
+        for part_name, shape in wanted.items():
             part = getattr(pipe, part_name, None)
-            if part is None or self._shapes.get(id(part)) == (batch, spatial):
+            if part is None or self._shapes.get(id(part)) == shape:
                 continue
-            log.info("shaping %s %s for batch %d, %s", name, part_name, batch, spatial or "77 tokens")
-            _reshape(part.model, batch, spatial)
+            log.info("shaping %s %s for batch %d, %s, %d tokens", name, part_name, *shape)
+            _reshape(part.model, *shape)
             part.clear_requests()
             if part_name == "vae_decoder":
                 self._f32_decoder = None
-            self._shapes[id(part)] = (batch, spatial)
+            self._shapes[id(part)] = shape
         return pipe
 
 
-def _reshape(model: Any, batch: int, spatial: tuple[int, int] | None) -> None:
-    """Static shapes for one SDXL part: batch first; 4-D inputs get ``spatial``; token inputs 77 long."""
+def _reshape(model: Any, batch: int, spatial: tuple[int, int] | None, tokens: int) -> None:
+    """Static shapes for one SDXL part: batch first; 4-D inputs get ``spatial``; token inputs ``tokens`` long."""
     shapes = {}
     for port in model.inputs:
         shape = port.get_partial_shape()
@@ -188,7 +191,9 @@ def _reshape(model: Any, batch: int, spatial: tuple[int, int] | None) -> None:
         elif rank == 4 and spatial is not None:
             shape = [batch, shape[1], *spatial]
         elif port.get_any_name() == "input_ids":
-            shape = [batch, TOKENS]
+            shape = [batch, tokens]
+        elif port.get_any_name() == "encoder_hidden_states":
+            shape = [batch, tokens, shape[2]]
         else:
             shape[0] = batch
         shapes[port] = shape

@@ -31,6 +31,7 @@ from ov_sdxl.layout import ModelLayout
 from ov_sdxl.pipelines import PipelineSet, check_device
 from ov_sdxl.prompts import truncation_notes
 from ov_sdxl.schedulers import make_scheduler
+from ov_sdxl.weighting import CHUNK, chunk_count, encode, needs_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,11 @@ class SDXLRuntime:
     def _prepare(self, name: str, run: _Run) -> Any:
         """The pipeline, shaped for the request, with a fresh scheduler of the requested kind."""
         params = run.params
-        pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, params.guidance > 1)
+        loaded = getattr(self.pipelines, name)
+        if needs_embeddings(loaded, params):  # weighted or long prompts: embeddings computed here, in windows
+            run.chunks = chunk_count(loaded, params)
+        tokens = (CHUNK + 2) * (run.chunks or 1)
+        pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, params.guidance > 1, tokens)
         original = self._schedulers.setdefault(id(pipe), pipe.scheduler)
         pipe.scheduler = make_scheduler(params.scheduler, original)
         return pipe
@@ -179,19 +184,25 @@ class SDXLRuntime:
         """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own."""
         params = run.params
         run.steps.check()
-        if not run.prompts_checked:  # once per run: both stages read the same prompts
+        if run.chunks is None and not run.prompts_checked:  # once per run: both stages read the same prompts
             run.prompts_checked = True
             for note in truncation_notes(pipe, params):
                 log.warning("%s", note)
                 run.notes.append(note)
         started = time.monotonic()
         kwargs.setdefault("output_type", "latent")  # decoded here, with a check (see decode.py)
-        try:
-            out = pipe(
+        if run.chunks is None:
+            texts = dict(
                 prompt=params.prompt,
                 prompt_2=params.prompt_2,
                 negative_prompt=params.negative_prompt,
                 negative_prompt_2=params.negative_prompt_2,
+            )
+        else:
+            texts = encode(pipe, params, run.chunks)
+        try:
+            out = pipe(
+                **texts,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance,
                 num_images_per_prompt=params.num_images,
@@ -262,6 +273,7 @@ class _Run:
     base_images: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     prompts_checked: bool = False
+    chunks: int | None = None  # 77-token windows when the prompts are weighted or long (see weighting.py)
 
 
 class _Steps:
