@@ -41,6 +41,14 @@ refined, _, _ = client.predict(prompt="a lighthouse at dusk", image=handle_file(
 """
 
 
+def readme_demo_section() -> str | None:
+    """The README's "Demo in the browser" section, if it has one."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    if "## Demo in the browser" not in readme:
+        return None
+    return readme.split("## Demo in the browser", 1)[1].split("\n## ", 1)[0]
+
+
 class Progress:
     """Stands in for gr.Progress when a handler is called directly: records what the page would show."""
 
@@ -268,6 +276,9 @@ def predict(client, **kwargs):
 def test_readme_api_example_with_every_default(server):
     """The README's gradio_client example, as written (only the URL is this server's): /text2img with nothing but
     the prompt runs 30 steps at the model's native size (1024×1024, also for the tiny model)."""
+    section = readme_demo_section()
+    if section is not None:  # once the section is in the README, its example is this one
+        assert re.findall(r"```python\n(.*?)```", section, flags=re.S) == [README_API_EXAMPLE]
     namespace = {}
     exec(README_API_EXAMPLE.replace("http://127.0.0.1:7860/", server), namespace)  # noqa: S102 - our own text
     image = Image.open(namespace["images"][0]["image"])
@@ -385,9 +396,8 @@ def cli_env(tmp_path):
 def test_cli_demo_commands(tiny_model, tmp_path, cli_env):
     """The README's demo commands: without --model the tiny model (built on first use, here already in the cache
     folder as the same builder leaves it) with its notice; a missing model folder is refused."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    if "## Demo in the browser" in readme:
-        section = readme.split("## Demo in the browser", 1)[1].split("\n## ", 1)[0]
+    section = readme_demo_section()
+    if section is not None:
         assert set(re.findall(r"^(ov-sdxl demo.*)$", section, flags=re.M)) <= set(README_COMMANDS)
     shutil.copytree(tiny_model, tmp_path / "home" / ".cache" / "ov-sdxl" / "tiny")
     port = free_port()
