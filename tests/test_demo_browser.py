@@ -1,13 +1,15 @@
 """The demo page in a real headless browser (Debian's chromium, driven by Playwright): type a prompt, press
 Generate, see the image; two-stage mode shows base and refined side by side; Stop ends a long run.
 
-Screenshots go to a temporary folder (printed) and the first also to /tmp/ov-sdxl-demo-screenshot.png.
+Screenshots go to /tmp/ov-sdxl-demo-screenshots/ (printed; replaced by each run), the first also to
+/tmp/ov-sdxl-demo-screenshot.png.
 """
 
 from __future__ import annotations
 
 import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,8 @@ ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOT_COPY = Path("/tmp/ov-sdxl-demo-screenshot.png")
+SCREENSHOTS = Path(tempfile.gettempdir()) / "ov-sdxl-demo-screenshots"
+SCREENSHOT_COPY = Path(tempfile.gettempdir()) / "ov-sdxl-demo-screenshot.png"
 
 pytestmark = [
     pytest.mark.slow,
@@ -83,10 +86,11 @@ def gallery_images(page):
     return page.locator("#gallery img")
 
 
-def test_generate_then_two_stage_then_stop(page, tmp_path_factory):
+def test_generate_then_two_stage_then_stop(page):
     from playwright.sync_api import expect
 
-    shots = tmp_path_factory.mktemp("screenshots")
+    shots = SCREENSHOTS
+    shots.mkdir(exist_ok=True)
     page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk, oil painting")
     set_form(page, size=128, steps=3)
     page.get_by_role("button", name="Generate").click()
