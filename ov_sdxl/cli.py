@@ -73,7 +73,27 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help="OpenVINO inference precision; auto = the device's default",
     )
     p.add_argument("--dynamic-shapes", action="store_true", help="skip static reshaping (no recompile per size)")
+    p.add_argument("--max-pixels", type=int, default=2048 * 2048, help="refuse larger images; default 2048x2048")
     p.add_argument("--output", type=Path, default=Path("out.png"), help="PNG path; several images are numbered")
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_STEPS
+
+    p = sub.add_parser("compare", help="one labelled grid: the same prompt and seeds on several models")
+    p.add_argument("--models", required=True, nargs="+", type=Path, help="converted model folders (columns)")
+    p.add_argument("--seeds", required=True, nargs="+", type=int, help="one row per seed")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative-prompt")
+    p.add_argument("--mode", default="text2img", choices=["text2img", "base+refiner"])
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default {DEFAULT_STEPS}")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"default {DEFAULT_GUIDANCE}")
+    p.add_argument("--width", type=int, help="default: the first model's native size")
+    p.add_argument("--height", type=int)
+    p.add_argument("--scheduler", help="default: each model's own")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--precision", default="auto", choices=["auto", "f32", "bf16", "f16"])
+    p.add_argument("--output", type=Path, default=Path("grid.png"))
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -93,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_generate(sub)
     _add_demo(sub)
+    _add_compare(sub)
     p = sub.add_parser("tiny", help="build and convert a tiny random SDXL (offline; for trying things out)")
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--weights", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
@@ -102,169 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("devices", help="list the OpenVINO devices of this machine")
     sub.add_parser("schedulers", help="list the scheduler names")
     return parser
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from ov_sdxl.config import ConvertConfig
-    from ov_sdxl.convert import convert_models
-
-    config = ConvertConfig(
-        base=args.base, refiner=args.refiner, output=args.output, weights=args.weights, overwrite=args.overwrite
-    )
-    if not args.debug:
-        _quiet_loading_bars()
-    result = convert_models(config)
-    print(f"{'already converted' if result.skipped else 'converted'}: {result.output}")
-    return EXIT_OK
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from ov_sdxl.config import GenerationParams, RuntimeConfig
-    from ov_sdxl.images import load_image, save_images
-    from ov_sdxl.runtime import SDXLRuntime
-
-    image = load_image(args.image) if args.image is not None else None
-    params = GenerationParams(
-        prompt=args.prompt,
-        prompt_2=args.prompt_2,
-        negative_prompt=args.negative_prompt,
-        negative_prompt_2=args.negative_prompt_2,
-        mode=args.mode,
-        image=image,
-        strength=args.strength,
-        high_noise_frac=args.high_noise_frac,
-        steps=args.steps,
-        guidance=args.guidance,
-        width=args.width,
-        height=args.height,
-        seed=args.seed,
-        num_images=args.num_images,
-        scheduler=args.scheduler,
-    )
-    if args.output.suffix.lower() != ".png":
-        raise InputError(f"--output {args.output} must end in .png")
-    runtime = SDXLRuntime(
-        RuntimeConfig(
-            model_dir=args.model, device=args.device, precision=args.precision, static_shapes=not args.dynamic_shapes
-        )
-    )
-    with _ProgressBar() as bar:
-        result = runtime.generate(params, progress=bar.update)
-    paths = save_images(result.images, args.output, result.metadata())
-    for path in paths:
-        print(path)
-    timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-    print(f"seed {result.seed}, {result.width}x{result.height}, {timing}")
-    return EXIT_OK
-
-
-class _ProgressBar:
-    """One tqdm bar per denoising stage on stderr."""
-
-    def __enter__(self) -> _ProgressBar:
-        self.bar, self.stage = None, None
-        return self
-
-    def update(self, stage: str, step: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if stage != self.stage:
-            self.close()
-            self.bar, self.stage = tqdm(total=total, desc=stage, unit="step", file=sys.stderr), stage
-        self.bar.update(step - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def tiny_model_dir() -> Path:
-    """Where ``ov-sdxl demo`` without --model keeps the tiny model it builds on first use."""
-    return Path.home() / ".cache" / "ov-sdxl" / "tiny"
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from ov_sdxl.config import RuntimeConfig
-    from ov_sdxl.demo_inputs import DemoLimits
-    from ov_sdxl.runtime import SDXLRuntime
-
-    limits = DemoLimits(max_queue=args.max_queue)
-    model, notice = args.model, None
-    if model is None:
-        from ov_sdxl.demo import TINY_NOTICE
-        from ov_sdxl.testing import build_tiny_model
-
-        model, notice = tiny_model_dir(), TINY_NOTICE
-        print(f"no --model: using the tiny offline test model (random weights) in {model}")
-        if not args.debug:
-            _quiet_loading_bars()
-        build_tiny_model(model)  # about a minute the first time, then nothing
-    runtime = SDXLRuntime(RuntimeConfig(model_dir=model, device=args.device))
-    from ov_sdxl.demo import build_demo, launch_demo  # imports Gradio: only this command needs it
-
-    demo = build_demo(runtime, notice=notice, limits=limits)
-    try:
-        url = launch_demo(demo, host=args.host, port=args.port, share=args.share, limits=limits)
-    except OSError as exc:
-        raise InputError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None
-    print(f"demo running on {url} (Ctrl-C to stop)", flush=True)
-    if demo.share_url:
-        print(f"public share link: {demo.share_url}", flush=True)
-    demo.block_thread()
-    return EXIT_OK
-
-
-def _tiny(args: argparse.Namespace) -> int:
-    from ov_sdxl.testing import build_tiny_model
-
-    if not args.debug:
-        _quiet_loading_bars()
-    print(f"tiny model ready: {build_tiny_model(args.output, weights=args.weights, overwrite=args.overwrite)}")
-    return EXIT_OK
-
-
-def _verify(args: argparse.Namespace) -> int:
-    from ov_sdxl.errors import CorruptModelError
-    from ov_sdxl.layout import ModelLayout
-
-    layout = ModelLayout.open(args.model)
-    bad = layout.verify()
-    if bad:
-        raise CorruptModelError(f"{len(bad)} file(s) differ from the manifest: {', '.join(bad)}; reconvert")
-    print(f"ok: {len(layout.manifest['files'])} files match {args.model / 'ov_sdxl.json'}")
-    return EXIT_OK
-
-
-def _devices(args: argparse.Namespace) -> int:
-    import openvino as ov
-
-    core = ov.Core()
-    for device in core.available_devices:
-        print(f"{device}\t{core.get_property(device, 'FULL_DEVICE_NAME')}")
-    return EXIT_OK
-
-
-def _schedulers(args: argparse.Namespace) -> int:
-    from ov_sdxl.schedulers import SCHEDULERS
-
-    for name, (class_name, settings) in SCHEDULERS.items():
-        extra = " ".join(f"{k}={v}" for k, v in settings.items())
-        print(f"{name:20} {class_name} {extra}".rstrip())
-    return EXIT_OK
-
-
-COMMANDS = {
-    "convert": _convert,
-    "generate": _generate,
-    "demo": _demo,
-    "tiny": _tiny,
-    "verify": _verify,
-    "devices": _devices,
-    "schedulers": _schedulers,
-}
 
 
 def _configure_logging(debug: bool) -> None:
@@ -284,21 +142,14 @@ def _configure_logging(debug: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _quiet_loading_bars() -> None:
-    """diffusers and transformers draw a bar per file they load or write; conversion reports its own progress."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
         _configure_logging(args.debug)
+        from ov_sdxl.commands import COMMANDS
+
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -162,7 +162,7 @@ class SDXLRuntime:
             if width % 8 or height % 8 or min(width, height) < 64:
                 raise ConfigError(
                     f"input image is {width}x{height}; its sides must be multiples of 8 and at least 64 "
-                    "(pass --width and --height to resize it explicitly)"
+                    "(give a width and height to resize it explicitly)"
                 )
             return width, height
         native_w, native_h = self.native_size

@@ -164,3 +164,36 @@ def test_verify(tiny_model, broken_models, capsys):
     assert code == 0 and out.startswith("ok: ") and "files match" in out
     code, out, err = run(capsys, "verify", "--model", broken_models["bad-ir"])
     assert code == 2 and "the manifest says" in err
+
+
+def test_compare_writes_one_labelled_grid(tiny_model, tmp_path, capsys):
+    code, out, err = run(
+        capsys,
+        "compare",
+        "--models",
+        tiny_model,
+        tiny_model,
+        "--seeds",
+        "1",
+        "2",
+        "3",
+        "--prompt",
+        "a fox",
+        "--steps",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--output",
+        tmp_path / "grid.png",
+    )
+    assert code == 0, err
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (96 + 2 * 64, 28 + 3 * 64) and grid.text["seeds"] == "1 2 3"
+    assert out.strip() == str(tmp_path / "grid.png")
+
+
+def test_pixel_cap_is_configurable(tiny_model, tmp_path, capsys):
+    code, out, err = run(capsys, *generate_args(tiny_model, tmp_path / "o.png", "--max-pixels", "10000"))
+    assert code == 2 and "128x96 is 12288 pixels, over the limit of 10000" in err

@@ -275,17 +275,17 @@ def predict(client, **kwargs):
 @pytest.mark.slow
 def test_readme_api_example_with_every_default(server):
     """The README's gradio_client example, as written (only the URL is this server's): /text2img with nothing but
-    the prompt runs 30 steps at the model's native size (1024×1024, also for the tiny model)."""
+    the prompt runs 30 steps at the model's native size (512×512 for the tiny model)."""
     section = readme_demo_section()
     if section is not None:  # once the section is in the README, its example is this one
         assert re.findall(r"```python\n(.*?)```", section, flags=re.S) == [README_API_EXAMPLE]
     namespace = {}
     exec(README_API_EXAMPLE.replace("http://127.0.0.1:7860/", server), namespace)  # noqa: S102 - our own text
     image = Image.open(namespace["images"][0]["image"])
-    assert image.size == (1024, 1024) and image.text["steps"] == "30" and image.text["guidance"] == "5.0"
+    assert image.size == (512, 512) and image.text["steps"] == "30" and image.text["guidance"] == "5.0"
     assert image.text["scheduler"] == "model default" and namespace["status"].startswith("Done")
     refined = Image.open(namespace["refined"][0]["image"])
-    assert refined.size == (1024, 1024) and refined.text["mode"] == "refine" and refined.text["strength"] == "0.3"
+    assert refined.size == (512, 512) and refined.text["mode"] == "refine" and refined.text["strength"] == "0.3"
 
 
 def test_every_endpoint_over_http(client, tmp_path):

@@ -1,0 +1,223 @@
+"""What each ``ov-sdxl`` subcommand does, once ``cli.py`` has parsed its arguments.
+
+    from ov_sdxl.commands import COMMANDS
+    exit_code = COMMANDS["generate"](args)     # args: the argparse namespace built by ov_sdxl.cli.build_parser()
+
+Each handler turns arguments into the package's configs, calls the API, prints its own results on stdout and
+returns the exit code; errors propagate to ``cli.main``, which translates them once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ov_sdxl.errors import InputError
+
+EXIT_OK = 0
+
+
+def _quiet_loading_bars() -> None:
+    """diffusers and transformers draw a bar per file they load or write; conversion reports its own progress."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from ov_sdxl.config import ConvertConfig
+    from ov_sdxl.convert import convert_models
+
+    config = ConvertConfig(
+        base=args.base, refiner=args.refiner, output=args.output, weights=args.weights, overwrite=args.overwrite
+    )
+    if not args.debug:
+        _quiet_loading_bars()
+    result = convert_models(config)
+    print(f"{'already converted' if result.skipped else 'converted'}: {result.output}")
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ov_sdxl.config import GenerationParams, RuntimeConfig
+    from ov_sdxl.images import load_image, save_images
+    from ov_sdxl.runtime import SDXLRuntime
+
+    image = load_image(args.image) if args.image is not None else None
+    params = GenerationParams(
+        prompt=args.prompt,
+        prompt_2=args.prompt_2,
+        negative_prompt=args.negative_prompt,
+        negative_prompt_2=args.negative_prompt_2,
+        mode=args.mode,
+        image=image,
+        strength=args.strength,
+        high_noise_frac=args.high_noise_frac,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        seed=args.seed,
+        num_images=args.num_images,
+        scheduler=args.scheduler,
+    )
+    if args.output.suffix.lower() != ".png":
+        raise InputError(f"--output {args.output} must end in .png")
+    runtime = SDXLRuntime(
+        RuntimeConfig(
+            max_pixels=args.max_pixels,
+            model_dir=args.model,
+            device=args.device,
+            precision=args.precision,
+            static_shapes=not args.dynamic_shapes,
+        )
+    )
+    with _ProgressBar() as bar:
+        result = runtime.generate(params, progress=bar.update)
+    paths = save_images(result.images, args.output, result.metadata())
+    for path in paths:
+        print(path)
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    print(f"seed {result.seed}, {result.width}x{result.height}, {timing}")
+    return EXIT_OK
+
+
+class _ProgressBar:
+    """One tqdm bar per denoising stage on stderr."""
+
+    def __enter__(self) -> _ProgressBar:
+        self.bar, self.stage = None, None
+        return self
+
+    def update(self, stage: str, step: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.bar, self.stage = tqdm(total=total, desc=stage, unit="step", file=sys.stderr), stage
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tiny_model_dir() -> Path:
+    """Where ``ov-sdxl demo`` without --model keeps the tiny model it builds on first use."""
+    return Path.home() / ".cache" / "ov-sdxl" / "tiny"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ov_sdxl.config import RuntimeConfig
+    from ov_sdxl.demo_inputs import DemoLimits
+    from ov_sdxl.runtime import SDXLRuntime
+
+    limits = DemoLimits(max_queue=args.max_queue)
+    model, notice = args.model, None
+    if model is None:
+        from ov_sdxl.demo import TINY_NOTICE
+        from ov_sdxl.testing import build_tiny_model
+
+        model, notice = tiny_model_dir(), TINY_NOTICE
+        print(f"no --model: using the tiny offline test model (random weights) in {model}")
+        if not args.debug:
+            _quiet_loading_bars()
+        build_tiny_model(model)  # about a minute the first time, then nothing
+    runtime = SDXLRuntime(RuntimeConfig(model_dir=model, device=args.device))
+    from ov_sdxl.demo import build_demo, launch_demo  # imports Gradio: only this command needs it
+
+    demo = build_demo(runtime, notice=notice, limits=limits)
+    try:
+        url = launch_demo(demo, host=args.host, port=args.port, share=args.share, limits=limits)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None
+    print(f"demo running on {url} (Ctrl-C to stop)", flush=True)
+    if demo.share_url:
+        print(f"public share link: {demo.share_url}", flush=True)
+    demo.block_thread()
+    return EXIT_OK
+
+
+def _tiny(args: argparse.Namespace) -> int:
+    from ov_sdxl.testing import build_tiny_model
+
+    if not args.debug:
+        _quiet_loading_bars()
+    print(f"tiny model ready: {build_tiny_model(args.output, weights=args.weights, overwrite=args.overwrite)}")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ov_sdxl.errors import CorruptModelError
+    from ov_sdxl.layout import ModelLayout
+
+    layout = ModelLayout.open(args.model)
+    bad = layout.verify()
+    if bad:
+        raise CorruptModelError(f"{len(bad)} file(s) differ from the manifest: {', '.join(bad)}; reconvert")
+    print(f"ok: {len(layout.manifest['files'])} files match {args.model / 'ov_sdxl.json'}")
+    return EXIT_OK
+
+
+def _devices(args: argparse.Namespace) -> int:
+    import openvino as ov
+
+    core = ov.Core()
+    for device in core.available_devices:
+        print(f"{device}\t{core.get_property(device, 'FULL_DEVICE_NAME')}")
+    return EXIT_OK
+
+
+def _schedulers(args: argparse.Namespace) -> int:
+    from ov_sdxl.schedulers import SCHEDULERS
+
+    for name, (class_name, settings) in SCHEDULERS.items():
+        extra = " ".join(f"{k}={v}" for k, v in settings.items())
+        print(f"{name:20} {class_name} {extra}".rstrip())
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ov_sdxl.compare import compare_models
+    from ov_sdxl.config import GenerationParams
+    from ov_sdxl.images import save_images
+
+    params = GenerationParams(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        mode=args.mode,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        scheduler=args.scheduler,
+    )
+    grid = compare_models(
+        args.models, params, args.seeds, runtime_options={"device": args.device, "precision": args.precision}
+    )
+    metadata = {
+        **params.to_metadata(),
+        "models": " ".join(map(str, args.models)),
+        "seeds": " ".join(map(str, args.seeds)),
+    }
+    (path,) = save_images([grid], args.output, metadata)
+    print(path)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "convert": _convert,
+    "generate": _generate,
+    "demo": _demo,
+    "tiny": _tiny,
+    "verify": _verify,
+    "devices": _devices,
+    "schedulers": _schedulers,
+    "compare": _compare,
+}
