@@ -9,13 +9,15 @@
     tutorial.ensure_model(choice)    # convert (real SDXL) or build (tiny) it unless already done
     with tutorial.measure("load") as m:
         ...                          # m.seconds, m.peak_mb, m.held_mb once the block is done
-    tutorial.size_table({"fp16": "models/sdxl-base-fp16", "int8": "models/sdxl-int8"})
+    tutorial.size_table({"fp16": "models/sdxl-base-fp16/base", "int8": "models/sdxl/base"})
     tutorial.side_by_side([image_a, image_b], ["base", "refined"])
 
 Which model: a folder given in ``OV_SDXL_MODEL_DIR`` wins; else the tiny offline model when asked for
 (``OV_SDXL_TINY=1``) or when the Hugging Face hub cannot be reached (offline with ``HF_HUB_OFFLINE=1`` counts as
 unreachable unless the SDXL models are already in the local cache); else real SDXL from the hub, converted by
-``ov_sdxl.convert_models`` into the clone's ``models/`` folder.
+``ov_sdxl.convert_models`` into the clone's ``models/sdxl`` (the README's folder; the tiny model goes to
+``models/tiny``, as ``ov-sdxl tiny --output models/tiny`` builds it). A folder that is already there is used in
+the weight format it holds.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ov_sdxl.layout import MANIFEST_NAME, ModelLayout
+from ov_sdxl.layout import MANIFEST_NAME, ModelLayout, read_manifest
 from ov_sdxl.testing import TINY_SOURCES
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,22 @@ TINY_SETTINGS: dict[str, Any] = {
     "fast_steps": 4,
 }
 BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}
+
+
+def _settings(tiny: bool, weights: str | None = None) -> dict[str, Any]:
+    """The settings for a model; an existing folder's own weight format replaces the default one, and the format
+    compared with it in 01-convert is then int8 for a float model, a float format for a compressed one."""
+    settings = dict(TINY_SETTINGS if tiny else REAL_SETTINGS)
+    if weights and weights != settings["weights"]:
+        settings["weights"] = weights
+        settings["compare_weights"] = "int8" if BITS.get(weights, 0) >= 16 else ("fp32" if tiny else "fp16")
+    return settings
+
+
+def _weights_in(folder: Path) -> str | None:
+    """The weight format of a finished conversion in ``folder``, or None when there is none."""
+    manifest = read_manifest(folder) if (folder / MANIFEST_NAME).is_file() else None
+    return manifest.get("weights") if manifest else None
 
 
 @dataclass(frozen=True)
@@ -162,23 +180,23 @@ def choose_model(
     check_device(device)  # DeviceNotAvailableError names this machine's devices
     if model_dir:
         path = Path(model_dir).expanduser()
-        layout = ModelLayout.open(path)  # ModelNotFoundError / CorruptModelError with the command that converts one
-        is_tiny = tiny or (layout.manifest or {}).get("sources") == TINY_SOURCES
-        settings = dict(TINY_SETTINGS if is_tiny else REAL_SETTINGS)
+        manifest = ModelLayout.open(path).manifest or {}  # ModelNotFoundError... naming the command that converts
+        is_tiny = tiny or manifest.get("sources") == TINY_SOURCES
+        settings = _settings(is_tiny, manifest.get("weights"))
         return ModelChoice(path, device, is_tiny, "OV_SDXL_MODEL_DIR", settings, given=True)
     root = Path(root) if root is not None else models_root()
-    real_dir = root / f"sdxl-{REAL_SETTINGS['weights']}"
+    real_dir, tiny_dir = root / "sdxl", root / "tiny"
     if tiny:
         reason = "OV_SDXL_TINY=1"
-    elif (real_dir / MANIFEST_NAME).is_file():  # the manifest is written last: the conversion finished
-        return ModelChoice(real_dir, device, False, "converted earlier", dict(REAL_SETTINGS))
+    elif weights := _weights_in(real_dir):  # the manifest is written last: the conversion finished
+        return ModelChoice(real_dir, device, False, "converted earlier", _settings(False, weights))
     else:
         available, why = hub_status(timeout=timeout)
         if available:
-            return ModelChoice(real_dir, device, False, f"{BASE_ID} {why}", dict(REAL_SETTINGS))
+            return ModelChoice(real_dir, device, False, f"{BASE_ID} {why}", _settings(False))
         reason = f"{why}: using the tiny offline model instead"
     log.info("tutorials use the tiny model: %s", reason)
-    return ModelChoice(root / f"tiny-{TINY_SETTINGS['weights']}", device, True, reason, dict(TINY_SETTINGS))
+    return ModelChoice(tiny_dir, device, True, reason, _settings(True, _weights_in(tiny_dir)))
 
 
 def ensure_model(choice: ModelChoice) -> Path:

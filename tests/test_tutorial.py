@@ -51,7 +51,7 @@ def cache_repo(cache, repo_id):
 def test_tiny_when_asked(tmp_path):
     choice = tutorial.choose_model(tiny=True, root=tmp_path / "models")
     assert choice.tiny and not choice.given
-    assert choice.model_dir == tmp_path / "models" / "tiny-fp32"
+    assert choice.model_dir == tmp_path / "models" / "tiny"
     assert choice.reason == "OV_SDXL_TINY=1"
     assert choice.settings == tutorial.TINY_SETTINGS and choice.settings is not tutorial.TINY_SETTINGS
     assert choice.device == "CPU"
@@ -71,7 +71,7 @@ def test_offline_with_the_models_cached_uses_sdxl(tmp_path, hub):
     cache_repo(hub, tutorial.REFINER_ID)
     assert tutorial.hub_status() == (True, "in the local Hugging Face cache")
     choice = tutorial.choose_model(root=tmp_path)
-    assert not choice.tiny and choice.model_dir == tmp_path / "sdxl-int8"
+    assert not choice.tiny and choice.model_dir == tmp_path / "sdxl"
     assert choice.settings["width"] == 1024 and choice.settings["weights"] == "int8"
 
 
@@ -110,10 +110,24 @@ def test_reachable_hub_uses_sdxl(tmp_path, hub, monkeypatch):
 
 
 def test_a_converted_sdxl_is_used_without_asking_the_hub(tmp_path, monkeypatch):
-    fake_model(tmp_path / "sdxl-int8", {"base": tutorial.BASE_ID, "refiner": tutorial.REFINER_ID}, "int8")
+    fake_model(tmp_path / "sdxl", {"base": tutorial.BASE_ID, "refiner": tutorial.REFINER_ID}, "int8")
     monkeypatch.setattr(tutorial, "hub_status", lambda **kw: pytest.fail("the hub was asked"))
     choice = tutorial.choose_model(root=tmp_path)
-    assert not choice.tiny and choice.reason == "converted earlier"
+    assert not choice.tiny and choice.reason == "converted earlier" and choice.model_dir == tmp_path / "sdxl"
+    assert choice.settings == tutorial.REAL_SETTINGS
+
+
+def test_an_existing_folder_keeps_its_weight_format(tmp_path, monkeypatch):
+    monkeypatch.setattr(tutorial, "hub_status", lambda **kw: pytest.fail("the hub was asked"))
+    fake_model(tmp_path / "sdxl", {"base": tutorial.BASE_ID}, "fp16")  # as the README's command with --weights fp16
+    real = tutorial.choose_model(root=tmp_path)
+    assert (real.settings["weights"], real.settings["compare_weights"]) == ("fp16", "int8")
+    assert list(real.base_folders()) == ["fp16", "int8"] and real.comparison_dir == tmp_path / "sdxl-base-int8"
+    fake_model(tmp_path / "tiny", TINY_SOURCES, "int8")  # as `ov-sdxl tiny --output models/tiny --weights int8`
+    tiny = tutorial.choose_model(tiny=True, root=tmp_path)
+    assert (tiny.settings["weights"], tiny.settings["compare_weights"]) == ("int8", "fp32")
+    given = tutorial.choose_model(fake_model(tmp_path / "mine", {"base": "my/sdxl"}, "int4"))
+    assert (given.settings["weights"], given.settings["compare_weights"]) == ("int4", "fp16")
 
 
 def test_a_given_folder_is_used_as_it_is(tmp_path):
@@ -147,10 +161,10 @@ def test_comparison_folders_widest_format_first(tmp_path):
     tiny = tutorial.choose_model(tiny=True, root=tmp_path)
     assert tiny.comparison_dir == tmp_path / "tiny-base-int8"
     assert list(tiny.base_folders().items()) == [
-        ("fp32", tmp_path / "tiny-fp32" / "base"),
+        ("fp32", tmp_path / "tiny" / "base"),
         ("int8", tmp_path / "tiny-base-int8" / "base"),
     ]
-    real = tutorial.ModelChoice(tmp_path / "sdxl-int8", "CPU", False, "test", dict(tutorial.REAL_SETTINGS))
+    real = tutorial.ModelChoice(tmp_path / "sdxl", "CPU", False, "test", dict(tutorial.REAL_SETTINGS))
     assert list(real.base_folders()) == ["fp16", "int8"]
     assert real.comparison_dir == tmp_path / "sdxl-base-fp16"
 
@@ -172,9 +186,9 @@ def test_ensure_model_builds_converts_or_checks(tmp_path, monkeypatch):
     monkeypatch.setattr(ov_sdxl.convert, "convert_models", convert)
     tiny = tutorial.choose_model(tiny=True, root=tmp_path)
     assert tutorial.ensure_model(tiny) == tiny.model_dir
-    real = tutorial.ModelChoice(tmp_path / "sdxl-int8", "CPU", False, "test", dict(tutorial.REAL_SETTINGS))
-    assert tutorial.ensure_model(real) == tmp_path / "sdxl-int8"
-    assert calls == [("tiny", "fp32"), (tutorial.BASE_ID, tutorial.REFINER_ID, "int8", tmp_path / "sdxl-int8")]
+    real = tutorial.ModelChoice(tmp_path / "sdxl", "CPU", False, "test", dict(tutorial.REAL_SETTINGS))
+    assert tutorial.ensure_model(real) == tmp_path / "sdxl"
+    assert calls == [("tiny", "fp32"), (tutorial.BASE_ID, tutorial.REFINER_ID, "int8", tmp_path / "sdxl")]
     given = tutorial.choose_model(fake_model(tmp_path / "mine", {"base": "my/sdxl"}))
     assert tutorial.ensure_model(given) == tmp_path / "mine" and len(calls) == 2
 
@@ -195,7 +209,7 @@ def test_base_source_builds_the_tiny_sources_once(tmp_path, monkeypatch):
     assert tutorial.base_source(tiny) == str(tmp_path / "tiny-sources" / "base")
     assert len(builds) == 1 and builds[0].parent == tmp_path and builds[0].name.startswith(".tiny-sources.partial-")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-sources"]  # built aside, renamed into place
-    real = tutorial.ModelChoice(tmp_path / "sdxl-int8", "CPU", False, "test", dict(tutorial.REAL_SETTINGS))
+    real = tutorial.ModelChoice(tmp_path / "sdxl", "CPU", False, "test", dict(tutorial.REAL_SETTINGS))
     assert tutorial.base_source(real) == tutorial.BASE_ID
 
 
