@@ -15,6 +15,7 @@ the shape, the scheduler and the seed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import threading
@@ -29,7 +30,6 @@ from ov_sdxl.decode import decode_latents
 from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, ModelNotFoundError
 from ov_sdxl.layout import ModelLayout
 from ov_sdxl.pipelines import PipelineSet, check_device
-from ov_sdxl.prompts import truncation_notes
 from ov_sdxl.schedulers import make_scheduler
 from ov_sdxl.weighting import CHUNK, chunk_count, encode, needs_embeddings
 
@@ -48,7 +48,7 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     model: str = ""
     base_images: list[Any] = field(default_factory=list)  # base+refiner with keep_base_images: the base's own
-    notes: list[str] = field(default_factory=list)  # what the user should know: truncated prompts, VAE fallback
+    notes: list[str] = field(default_factory=list)  # what the user should know (a VAE re-run in f32)
 
     def metadata(self) -> dict[str, str]:
         """Everything needed to reproduce the images, as text (PNG metadata, display)."""
@@ -92,7 +92,7 @@ class SDXLRuntime:
     def has_refiner(self) -> bool:
         return self.pipelines.has_refiner
 
-    @property
+    @functools.cached_property
     def native_size(self) -> tuple[int, int]:
         """(width, height) the base was trained at: the UNet's sample size times the VAE's downscaling."""
         import json
@@ -184,11 +184,6 @@ class SDXLRuntime:
         """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own."""
         params = run.params
         run.steps.check()
-        if run.chunks is None and not run.prompts_checked:  # once per run: both stages read the same prompts
-            run.prompts_checked = True
-            for note in truncation_notes(pipe, params):
-                log.warning("%s", note)
-                run.notes.append(note)
         started = time.monotonic()
         kwargs.setdefault("output_type", "latent")  # decoded here, with a check (see decode.py)
         if run.chunks is None:
@@ -272,7 +267,6 @@ class _Run:
     timings: dict[str, float] = field(default_factory=dict)
     base_images: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    prompts_checked: bool = False
     chunks: int | None = None  # 77-token windows when the prompts are weighted or long (see weighting.py)
 
 
