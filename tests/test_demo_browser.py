@@ -121,3 +121,34 @@ def test_generate_then_two_stage_then_stop(page):
     page.get_by_label("Image to image").check()  # the upload appears where the mode needs one
     expect(page.locator("[data-testid='image']").first).to_be_visible()
     expect(page.get_by_label("Size")).to_have_value("Input image size")
+
+
+def test_stop_works_under_load(page, url):
+    """A long run in the browser, ten API requests queued behind it: Stop still ends the run within a step, and
+    every queued request then gets its image (or the busy answer); none hangs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+    from gradio_client.utils import QueueError
+    from playwright.sync_api import expect
+
+    def one_request(_: int) -> str:
+        try:
+            job = Client(url, verbose=False).submit(prompt="a fox", width=64, height=64, steps=2, api_name="/text2img")
+            gallery, _, _ = job.result(timeout=180)
+        except QueueError:
+            return "busy"
+        return "image" if gallery else "empty"
+
+    page.get_by_label("Text to image", exact=True).check()
+    set_form(page, size=256, steps=200)
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#gallery").get_by_text("base: step")).to_be_visible(timeout=120_000)
+    with ThreadPoolExecutor(10) as pool:
+        queued = [pool.submit(one_request, i) for i in range(10)]
+        page.wait_for_timeout(2_000)  # the requests are in the queue behind the long run
+        assert not any(future.done() for future in queued)
+        page.get_by_role("button", name="Stop").click()
+        expect(status(page)).to_contain_text("Stopped (base step", timeout=30_000)
+        outcomes = [future.result(timeout=240) for future in queued]
+    assert outcomes.count("image") + outcomes.count("busy") == 10 and outcomes.count("image") >= 1, outcomes
