@@ -36,6 +36,7 @@ STAGE_CLASSES = {"base": "StableDiffusionXLPipeline", "refiner": "StableDiffusio
 # NNCF int4 settings as optimum-cli's default 4-bit config; "adjust" lets layers narrower than a group keep int4.
 INT4_CONFIG = {"bits": 4, "sym": False, "group_size": 128, "ratio": 1.0, "group_size_fallback": "adjust"}
 INT8_CONFIG = {"bits": 8, "sym": False}
+DISK_FULL_WORDS = ("No space left on device", "File too large", "Disk quota exceeded", "os error 28", "os error 27")
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,10 @@ def _reason(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+        # native writers (safetensors, OpenVINO) report it only in their message
+        full = full or any(words in str(cause) for words in DISK_FULL_WORDS)
+        if full:
             return f"no space left to write the model ({text}); free disk space and run again"
         cause = cause.__cause__ or cause.__context__
     if "safetensors" in str(exc) and "use_safetensors" in str(exc):

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -150,3 +151,29 @@ def test_disk_full_is_named(tmp_path):
             raise RuntimeError("Exception from src/core/src/pass/serialize.cpp") from inner
     except RuntimeError as exc:
         assert _reason(exc).startswith("no space left to write the model (RuntimeError: Exception from")
+
+
+@pytest.mark.slow
+def test_disk_full_during_conversion_leaves_nothing(tiny_sources, tmp_path):
+    """A file-size limit makes the export's writes fail as a full disk would: exit 1, the cause named, no folder."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
+
+    argv = ["convert", "--base", str(tiny_sources[0]), "--output", str(tmp_path / "m"), "--weights", "fp32"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ov_sdxl.cli", *argv],
+        preexec_fn=small_disk,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error: exporting the base" in done.stderr and "no space left to write the model" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -271,3 +271,11 @@ def test_manifest_from_another_version(tiny_model, tmp_path):
     (copy / "ov_sdxl.json").write_text(json.dumps({**manifest, "format_version": 99}))
     with pytest.raises(CorruptModelError, match="has manifest format 99, this ov-sdxl reads format 1; reconvert"):
         SDXLRuntime.from_dir(copy)
+
+
+def test_black_and_nan_images_are_named():
+    from ov_sdxl.decode import problem
+
+    assert problem(torch.full((1, 3, 8, 8), -1.0)) == "an entirely black image"
+    assert problem(torch.full((1, 3, 8, 8), float("inf"))) == "NaN or infinite values"
+    assert problem(torch.zeros((1, 3, 8, 8))) is None
