@@ -61,7 +61,7 @@ class PipelineSet:
         self.static_shapes = static_shapes
         self._pipes: dict[str, Any] = {}
         self._shapes: dict[int, tuple] = {}  # id(part) -> (batch, spatial) it is shaped for
-        self._f32_decoder: Any = None
+        self._f32_decoders: dict[int, Any] = {}  # id(vae_decoder part) -> that decoder compiled in f32
 
     def _load(self, cls: Any, path: Any, **models: Any) -> Any:
         try:
@@ -135,15 +135,16 @@ class PipelineSet:
             self._pipes["refiner"] = pipe
         return self._pipes["refiner"]
 
-    def decode_f32(self, latents: Any) -> Any:
-        """Run the base's VAE decoder compiled with f32 inference precision (the fallback when bf16/f16 fails)."""
+    def decode_f32(self, pipe: Any, latents: Any) -> Any:
+        """Run ``pipe``'s own VAE decoder compiled with f32 precision (the fallback when bf16/f16 fails)."""
         import openvino as ov
         import torch
 
-        if self._f32_decoder is None:
+        part = pipe.vae_decoder
+        if id(part) not in self._f32_decoders:
             config = {**self.ov_config, "INFERENCE_PRECISION_HINT": "f32"}
-            self._f32_decoder = ov.Core().compile_model(self.base.vae_decoder.model.clone(), self.device, config)
-        return torch.from_numpy(self._f32_decoder(latents.numpy())[0])
+            self._f32_decoders[id(part)] = ov.Core().compile_model(part.model.clone(), self.device, config)
+        return torch.from_numpy(self._f32_decoders[id(part)](latents.numpy())[0])
 
     def prepare(
         self, name: str, height: int, width: int, num_images: int, guidance: bool, tokens: int = TOKENS
@@ -174,8 +175,7 @@ class PipelineSet:
             log.info("shaping %s %s for batch %d, %s, %d tokens", name, part_name, *shape)
             _reshape(part.model, *shape)
             part.clear_requests()
-            if part_name == "vae_decoder":
-                self._f32_decoder = None
+            self._f32_decoders.pop(id(part), None)  # compiled for the old shape
             self._shapes[id(part)] = shape
         return pipe
 

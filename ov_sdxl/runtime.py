@@ -247,7 +247,9 @@ class SDXLRuntime:
     def _decode(self, pipe: Any, latents: Any, run: _Run, timing: str = "decode") -> list[Any]:
         """Latents to PIL images, as diffusers' SDXL ``__call__`` ends, with the NaN/black check of decode.py."""
         started = time.monotonic()
-        fallback = None if self.config.precision is Precision.F32 else self.pipelines.decode_f32
+        fallback = (
+            None if self.config.precision is Precision.F32 else functools.partial(self.pipelines.decode_f32, pipe)
+        )
         images, note = decode_latents(pipe, latents, fallback)
         if note:
             run.notes.append(note)

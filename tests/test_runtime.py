@@ -1,5 +1,6 @@
 """The runtime against diffusers' own PyTorch pipelines on the same tiny weights, plus its own contracts."""
 
+import functools
 import logging
 import shutil
 import threading
@@ -254,7 +255,7 @@ def test_nan_from_the_vae_is_caught(runtime, monkeypatch):
     with pytest.raises(GenerationError, match="the VAE produced NaN or infinite values, already in f32"):
         decode.decode_latents(pipe, latents, None)
     with pytest.raises(GenerationError, match="and NaN or infinite values again in f32"):
-        decode.decode_latents(pipe, latents, runtime.pipelines.decode_f32)
+        decode.decode_latents(pipe, latents, functools.partial(runtime.pipelines.decode_f32, pipe))
     good = torch.zeros((1, 4, 12, 16))
     real_decode = pipe.vae.decode
     monkeypatch.setattr(pipe.vae, "decode", lambda z, return_dict=False: (real_decode(z)[0] * float("nan"),))
