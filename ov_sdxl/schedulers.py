@@ -18,6 +18,9 @@ from ov_sdxl.errors import ConfigError
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    # few-step models (see model_info.py): SDXL-Lightning and SDXL-Turbo sample with "trailing" timesteps
+    "euler-trailing": ("EulerDiscreteScheduler", {"timestep_spacing": "trailing"}),
+    "euler-a-trailing": ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing"}),
     "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "dpm++2m-karras": (
         "DPMSolverMultistepScheduler",

@@ -75,6 +75,8 @@ def test_scheduler_names_are_diffusers_classes():
     assert classes == {
         "euler": "EulerDiscreteScheduler",
         "euler-a": "EulerAncestralDiscreteScheduler",
+        "euler-trailing": "EulerDiscreteScheduler",
+        "euler-a-trailing": "EulerAncestralDiscreteScheduler",
         "dpm++2m": "DPMSolverMultistepScheduler",
         "dpm++2m-karras": "DPMSolverMultistepScheduler",
         "dpm++2m-sde-karras": "DPMSolverMultistepScheduler",
