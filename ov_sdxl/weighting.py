@@ -13,7 +13,8 @@ a prompt (start token, 75 tokens, end token, padding to 77; the penultimate hidd
 concatenated) and the chunks are concatenated along the sequence. Weights scale each token's embedding, and the
 chunk's mean is then restored, so emphasis changes direction rather than overall magnitude. The pooled embedding
 is the second encoder's, of the first chunk, unweighted. A prompt with no weights that fits in 77 tokens does not
-come here at all: diffusers encodes it exactly as before.
+come here at all: diffusers encodes it exactly as before. Textual-inversion tokens (see embeddings.py) work here
+too, weighted like any word: a multi-vector token is written out as diffusers does (``tok tok_1 ...``) first.
 """
 
 from __future__ import annotations
@@ -77,10 +78,17 @@ def _texts(params: GenerationParams) -> dict[str, str | None]:
     }
 
 
-def _tokens(tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
+def _expand(pipe: Any, tokenizer: Any, text: str) -> str:
+    """``text`` with multi-vector textual-inversion tokens written out as diffusers does (``tok tok_1 ...``)."""
+    convert = getattr(pipe, "maybe_convert_prompt", None)  # diffusers' TextualInversionLoaderMixin
+    return convert(text, tokenizer) if convert is not None else text
+
+
+def _tokens(pipe: Any, tokenizer: Any, text: str) -> tuple[list[int], list[float]]:
     ids: list[int] = []
     weights: list[float] = []
     for fragment, weight in parse_weights(text):
+        fragment = _expand(pipe, tokenizer, fragment)
         fragment_ids = tokenizer(fragment, add_special_tokens=False, truncation=False).input_ids
         ids += fragment_ids
         weights += [weight] * len(fragment_ids)
@@ -95,7 +103,9 @@ def needs_embeddings(pipe: Any, params: GenerationParams) -> bool:
         if "".join(fragment for fragment, _ in parse_weights(text)) != text:  # brackets, factors or escapes
             return True
         for tokenizer in (pipe.tokenizer, pipe.tokenizer_2):
-            if tokenizer is not None and len(tokenizer(text, truncation=False).input_ids) > CHUNK + 2:
+            if tokenizer is None:
+                continue
+            if len(tokenizer(_expand(pipe, tokenizer, text), truncation=False).input_ids) > CHUNK + 2:
                 return True
     return False
 
@@ -106,15 +116,15 @@ def chunk_count(pipe: Any, params: GenerationParams) -> int:
     for text in _texts(params).values():
         for tokenizer in (pipe.tokenizer, pipe.tokenizer_2):
             if text and tokenizer is not None:
-                longest = max(longest, len(_tokens(tokenizer, text)[0]))
+                longest = max(longest, len(_tokens(pipe, tokenizer, text)[0]))
     return max(1, math.ceil(longest / CHUNK))
 
 
-def _encode_one(tokenizer: Any, encoder: Any, text: str, chunks: int) -> tuple[Any, Any]:
+def _encode_one(pipe: Any, tokenizer: Any, encoder: Any, text: str, chunks: int) -> tuple[Any, Any]:
     """(hidden states [1, 77*chunks, D], pooled [1, P] or None) for one text on one encoder."""
     import torch
 
-    ids, weights = _tokens(tokenizer, text)
+    ids, weights = _tokens(pipe, tokenizer, text)
     hidden, pooled = [], None
     for i in range(chunks):
         part, part_w = ids[i * CHUNK : (i + 1) * CHUNK], weights[i * CHUNK : (i + 1) * CHUNK]
@@ -148,7 +158,7 @@ def encode(pipe: Any, params: GenerationParams, chunks: int) -> dict[str, Any]:
             continue  # diffusers makes the zero negative itself
         states, pooled = [], None
         for tokenizer, encoder, suffix in pairs:
-            hidden, pooled_part = _encode_one(tokenizer, encoder, texts[side + suffix] or "", chunks)
+            hidden, pooled_part = _encode_one(pipe, tokenizer, encoder, texts[side + suffix] or "", chunks)
             states.append(hidden)
             pooled = pooled_part if pooled_part is not None else pooled
         out[f"{prefix}prompt_embeds"] = torch.cat(states, dim=-1)
