@@ -5,38 +5,52 @@
                                  refiner="stabilityai/stable-diffusion-xl-refiner-1.0",
                                  output="models/sdxl", weights="int8"))
 
-Each stage is exported exactly as ``optimum-cli export openvino`` does it (``main_export``), always with an
-explicit weight format: without one, optimum-intel silently compresses sub-models over 1e9 parameters to int8.
-int8/int4 then compress every sub-model's weights with NNCF through optimum-intel's quantization config.
-Everything is written into a temporary folder beside the target and renamed into place after the manifest, so a
-failure or Ctrl-C never leaves a half-written model folder.
+A source is a hub id, a diffusers folder or one single-file checkpoint (``ov_sdxl.single_file``). Each group of
+sub-models (the UNet; the text encoders and the VAE) is exported in a child process of its own
+(``ov_sdxl.export_part``), so each loads only the weights it exports and its memory returns to the system when it
+ends; the whole process tree is watched against ``max_memory``. Free memory and disk are checked first.
+
+Everything is written into ``.<output>.partial`` beside the target; each finished sub-model is recorded there with
+the sha256 of its files, so a rerun after an interruption reuses what finished and exports the rest. The manifest
+is written last and the folder renamed into place: the output folder is never half-written.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
 import shutil
+import sys
+import tempfile
 import time
-import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ov_sdxl.config import ConvertConfig, WeightFormat
-from ov_sdxl.errors import ConfigError, ConversionError, ModelNotFoundError, OvSdxlError
-from ov_sdxl.layout import ModelLayout, write_manifest
+from ov_sdxl.errors import ConfigError, ConversionError, InputError, ModelNotFoundError, OvSdxlError
+from ov_sdxl.layout import ModelLayout, sha256_file, write_manifest
+from ov_sdxl.resources import GB, check_free, gb, run_watched
 
 log = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-STAGE_TASKS = {"base": "text-to-image", "refiner": "image-to-image"}
 STAGE_CLASSES = {"base": "StableDiffusionXLPipeline", "refiner": "StableDiffusionXLImg2ImgPipeline"}
-# NNCF int4 settings as optimum-cli's default 4-bit config; "adjust" lets layers narrower than a group keep int4.
-INT4_CONFIG = {"bits": 4, "sym": False, "group_size": 128, "ratio": 1.0, "group_size_fallback": "adjust"}
-INT8_CONFIG = {"bits": 8, "sym": False}
-DISK_FULL_WORDS = ("No space left on device", "File too large", "Disk quota exceeded", "os error 28", "os error 27")
+STAGE_GROUPS = {
+    "base": (("unet",), ("text_encoder", "text_encoder_2", "vae_decoder", "vae_encoder")),
+    "refiner": (("unet",), ("text_encoder_2", "vae_decoder", "vae_encoder")),
+}
+COMPONENT = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder_2", "unet": "unet"}
+COMPONENT.update(vae_encoder="vae", vae_decoder="vae")
+SHARED_WITH_BASE = ("text_encoder_2", "vae_decoder", "vae_encoder")  # byte-identical in SDXL 1.0's refiner
+# Peak memory of a child, as (fixed, per byte of the fp16 weights it exports), measured on the synthetic SDXL:
+# the base UNet (5.1 GB in fp16) peaks at 7.5 GB when exported in fp16, the text encoders and VAE (1.8 GB) at 2.6
+PEAK_MODEL = {"fp32": (1.2 * GB, 2.6), "fp16": (1.2 * GB, 1.3), "int8": (1.2 * GB, 1.3), "int4": (1.2 * GB, 1.3)}
+OUTPUT_BYTES_PER_FP16_BYTE = {"fp32": 2.0, "fp16": 1.0, "int8": 0.52, "int4": 0.3}
+PROGRESS = "progress.json"
 
 
 @dataclass(frozen=True)
@@ -44,151 +58,283 @@ class ConvertResult:
     output: Path
     skipped: bool  # True when the output was already complete and nothing was done
     seconds: float
+    peak_rss: int = 0  # the largest process-tree RSS of any export child, in bytes
+    parts: tuple[dict[str, Any], ...] = ()  # per exported sub-model group: stage, parts, seconds, peak_rss, reused
 
 
-def resolve_source(source: str, stage: str) -> tuple[str, bool]:
-    """Return (source, is_local). A local folder must be a diffusers SDXL folder of the stage's pipeline class."""
+@dataclass(frozen=True)
+class StageSource:
+    """Where one stage's configs (``folder``) and weights (``folder``, or ``checkpoint``) come from."""
+
+    label: str
+    folder: Path
+    checkpoint: Path | None = None
+
+
+def resolve_source(source: str, stage: str, config: ConvertConfig) -> StageSource:
+    """A hub id, a diffusers folder of the stage's pipeline class, or a single-file SDXL checkpoint."""
     path = Path(source).expanduser()
     if path.is_file():
-        if path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".bin"):
-            raise ConfigError(
-                f"--{stage} {source} is a single-file checkpoint; this version converts hub ids and diffusers "
-                "folders (model_index.json + sub-folders)"
-            )
-        raise ConfigError(f"--{stage} {source} is a file, not a diffusers folder or hub id")
+        return _single_file_source(source, path, stage, config)
     if path.is_dir():
-        index = path / "model_index.json"
-        if not index.is_file():
-            raise ModelNotFoundError(f"--{stage} {source} has no model_index.json; it is not a diffusers folder")
-        import json
-
-        class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
-        if class_name != STAGE_CLASSES[stage]:
-            raise ConfigError(
-                f"--{stage} {source} is a {class_name}, expected a {STAGE_CLASSES[stage]} "
-                f"(did you swap --base and --refiner?)"
-            )
-        _check_safetensors(path, stage)
-        return str(path), True
+        _check_folder(path, stage)
+        return StageSource(label=source, folder=path)
     if HUB_ID.match(source) and not source.startswith((".", "~")):
-        _check_hub_reachable(source, stage)
-        return source, False
-    raise ModelNotFoundError(f"--{stage} {source} is neither an existing folder nor a hub id like owner/name")
+        return StageSource(label=source, folder=_hub_snapshot(source, stage, config.weights))
+    raise ModelNotFoundError(f"--{stage} {source} is neither an existing folder or file nor a hub id like owner/name")
 
 
-def _check_safetensors(folder: Path, stage: str) -> None:
-    """Refuse a diffusers folder whose weights exist only as pickles (.bin/.ckpt/.pt): loading them runs code."""
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+def _single_file_source(source: str, path: Path, stage: str, config: ConvertConfig) -> StageSource:
+    from ov_sdxl import single_file
+
+    if not single_file.is_single_file(path):
+        raise ConfigError(
+            f"--{stage} {source} is a file but not a checkpoint (.safetensors, or .ckpt with --allow-pickle)"
+        )
+    found = single_file.inspect_checkpoint(path, allow_pickle=config.allow_pickle)
+    if found != stage:
+        raise ConfigError(f"--{stage} {source} is an SDXL {found} checkpoint (did you swap --base and --refiner?)")
+    folder = _single_file_config(config.single_file_config, stage) or single_file.default_config_dir(stage)
+    return StageSource(label=source, folder=folder, checkpoint=path)
+
+
+def _single_file_config(folder: Path | None, stage: str) -> Path | None:
+    """``--single-file-config``: the stage's diffusers folder, or a folder holding ``base/`` and ``refiner/``."""
+    if folder is None:
+        return None
+    for candidate in (folder, folder / stage):
+        index = candidate / "model_index.json"
+        if (
+            index.is_file()
+            and json.loads(index.read_text(encoding="utf-8")).get("_class_name") == STAGE_CLASSES[stage]
+        ):
+            _check_folder(candidate, stage, what="--single-file-config")
+            return candidate
+    raise ConfigError(
+        f"--single-file-config {folder} holds no configuration for the {stage}: give a diffusers folder of a "
+        f"{STAGE_CLASSES[stage]}, or a folder with base/ and refiner/ inside"
+    )
+
+
+def _check_folder(path: Path, stage: str, what: str | None = None) -> None:
+    what = what or f"--{stage}"
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise ModelNotFoundError(f"{what} {path} has no model_index.json; it is not a diffusers folder")
+    class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    if class_name != STAGE_CLASSES[stage]:
+        raise ConfigError(
+            f"{what} {path} is a {class_name}, expected a {STAGE_CLASSES[stage]} (did you swap --base and --refiner?)"
+        )
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
         pickled = [p.name for p in sub.iterdir() if p.suffix in (".bin", ".ckpt", ".pt", ".pth")]
         if pickled and not any(sub.glob("*.safetensors")):
             raise ConfigError(
-                f"--{stage} {folder}: {sub.name}/{pickled[0]} is a pickled checkpoint and there is no .safetensors "
+                f"{what} {path}: {sub.name}/{pickled[0]} is a pickled checkpoint and there is no .safetensors "
                 "beside it; ov-sdxl loads safetensors only (convert the weights to safetensors first)"
             )
 
 
-def _check_hub_reachable(repo_id: str, stage: str) -> None:
-    """Offline (HF_HUB_OFFLINE=1), a hub id must already be in the local Hugging Face cache."""
+def _hub_snapshot(repo_id: str, stage: str, weights: WeightFormat) -> Path:
+    """The hub model's configs and safetensors weights in the local cache (the fp16 variant unless fp32 is asked)."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    if not constants.HF_HUB_OFFLINE:
-        return
+    patterns = ["model_index.json", "*.json", "*.txt"]
+    patterns += ["*.safetensors"] if weights is WeightFormat.FP32 else ["*.fp16.safetensors"]
     try:
-        snapshot_download(repo_id, local_files_only=True)
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        raise ModelNotFoundError(
-            f"--{stage} {repo_id}: the hub is offline (HF_HUB_OFFLINE=1) and this model is not in the local "
-            "Hugging Face cache; download it first or pass a local diffusers folder"
-        ) from None
+        folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=constants.HF_HUB_OFFLINE))
+        if weights is not WeightFormat.FP32 and not any(folder.glob("unet/*.safetensors")):  # no fp16 variant
+            folder = Path(snapshot_download(repo_id, allow_patterns=[*patterns[:3], "*.safetensors"]))
+    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+        if constants.HF_HUB_OFFLINE:
+            raise ModelNotFoundError(
+                f"--{stage} {repo_id}: the hub is offline (HF_HUB_OFFLINE=1) and this model is not in the local "
+                "Hugging Face cache; download it first or pass a local diffusers folder"
+            ) from None
+        raise ModelNotFoundError(f"--{stage} {repo_id}: cannot download it from the hub ({exc})") from exc
+    _check_folder(folder, stage)
+    return folder
 
 
-def _export_stage(source: str, local: bool, out_dir: Path, stage: str, weights: WeightFormat) -> None:
-    """Export one pipeline (base or refiner) into ``out_dir`` in the requested weight format."""
-    from optimum.exporters.openvino import main_export
-    from optimum.intel import OVConfig
-
-    dtype = "fp16" if weights is WeightFormat.FP16 else "fp32"
-    target = out_dir.with_name(out_dir.name + "-float") if weights.is_compressed else out_dir
-    started = time.monotonic()
-    log.info("[%s] exporting %s to OpenVINO IR (%s)", stage, source, dtype)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit tracer warnings about SDXL's Python control flow
-            main_export(
-                model_name_or_path=source,
-                output=target,
-                task=STAGE_TASKS[stage],
-                library_name="diffusers",
-                ov_config=OVConfig(dtype=dtype),  # explicit: no silent size-based int8
-                convert_tokenizer=False,
-                local_files_only=local or bool(os.environ.get("HF_HUB_OFFLINE")),
-                model_loading_kwargs={"use_safetensors": True},  # never unpickle weights
-            )
-    except OvSdxlError:
-        raise
-    except Exception as exc:  # translated once, here, with the stage and source named
-        raise ConversionError(f"exporting the {stage} from {source} failed: {_reason(exc)}") from exc
-    _log_parts(stage, target, started)
-    if weights.is_compressed:
-        _compress_stage(target, out_dir, stage, weights)
-        shutil.rmtree(target)
+# -- sizes and the resource check ----------------------------------------------------------------------------------
+def _safetensors_numel(files: list[Path], prefix: str = "") -> int:
+    """Elements of every tensor (whose name starts with ``prefix``) in safetensors files, from their headers."""
+    total = 0
+    for file in files:
+        with open(file, "rb") as handle:
+            header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        for name, entry in header.items():
+            if name != "__metadata__" and name.startswith(prefix):
+                count = 1
+                for dim in entry["shape"]:
+                    count *= dim
+                total += count
+    return total
 
 
-def _compress_stage(float_dir: Path, out_dir: Path, stage: str, weights: WeightFormat) -> None:
-    """NNCF weight compression of every sub-model of one exported pipeline, through optimum-intel."""
-    from optimum.intel import OVStableDiffusionXLImg2ImgPipeline, OVStableDiffusionXLPipeline
-
-    pipeline_class = OVStableDiffusionXLPipeline if stage == "base" else OVStableDiffusionXLImg2ImgPipeline
-    config = dict(INT8_CONFIG if weights is WeightFormat.INT8 else INT4_CONFIG)
-    started = time.monotonic()
-    log.info("[%s] compressing weights to %s with NNCF", stage, weights.value)
-    try:
-        pipeline = pipeline_class.from_pretrained(float_dir, compile=False, quantization_config=config)
-        pipeline.save_pretrained(out_dir)
-    except Exception as exc:
-        raise ConversionError(f"compressing the {stage} to {weights.value} failed: {_reason(exc)}") from exc
-    del pipeline
-    _log_parts(stage, out_dir, started)
+CHECKPOINT_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model."}
 
 
-def _reason(exc: BaseException) -> str:
+def _fp16_bytes(source: StageSource, component: str) -> int:
+    if source.checkpoint is not None and source.checkpoint.suffix == ".safetensors":
+        prefix = CHECKPOINT_PREFIXES.get(component, "conditioner.")
+        return 2 * _safetensors_numel([source.checkpoint], prefix)
+    if source.checkpoint is not None:  # a pickle: its size on disk is the best cheap guess
+        return source.checkpoint.stat().st_size // 3
+    files = sorted((source.folder / component).glob("*.safetensors"))
+    fp16 = [f for f in files if ".fp16." in f.name]
+    return 2 * _safetensors_numel(fp16 or files)
+
+
+def _estimate(sources: dict[str, StageSource], weights: WeightFormat) -> tuple[float, float]:
+    """(peak memory of the largest child, disk for the output and its temporary files), in bytes."""
+    fixed, per_byte = PEAK_MODEL[weights.value]
+    peak, disk = 0.0, 0.0
+    for stage, source in sources.items():
+        for group in STAGE_GROUPS[stage]:
+            sizes = {COMPONENT[p]: _fp16_bytes(source, COMPONENT[p]) for p in group}
+            peak = max(peak, fixed + per_byte * sum(sizes.values()))
+            disk += OUTPUT_BYTES_PER_FP16_BYTE[weights.value] * sum(sizes[COMPONENT[p]] for p in group)
+    largest_unet = max(_fp16_bytes(s, "unet") for s in sources.values())
+    return peak, disk + (largest_unet if weights.is_compressed else 0)  # the float IR waits for compression
+
+
+# -- the partial folder: what is finished, checked by hash ---------------------------------------------------------
+def _request_key(config: ConvertConfig, sources: dict[str, StageSource]) -> str:
+    request = {
+        "weights": config.weights.value,
+        "sources": {stage: [s.label, str(s.folder), str(s.checkpoint)] for stage, s in sources.items()},
+        "loras": [[str(spec.path), spec.scale, spec.path.stat().st_size] for spec in config.loras],
+    }
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def _files_of(folder: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+class _Progress:
+    """``progress.json`` in the partial folder: the request it belongs to and the sub-models finished."""
+
+    def __init__(self, partial: Path, key: str):
+        self.path = partial / PROGRESS
+        data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
+        self.key, self.done = key, data.get("done", {}) if data.get("key") == key else {}
+
+    def finished(self, stage: str, part: str) -> bool:
+        """True when the part was recorded as finished and its files still have the recorded hashes."""
+        recorded = self.done.get(f"{stage}/{part}")
+        folder = self.path.parent / stage / part
+        return bool(recorded) and folder.is_dir() and _files_of(folder) == recorded
+
+    def record(self, stage: str, part: str) -> None:
+        self.done[f"{stage}/{part}"] = _files_of(self.path.parent / stage / part)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "done": self.done}, indent=1), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _prepare_partial(output: Path, key: str) -> tuple[Path, _Progress]:
+    partial = output.parent / f".{output.name}.partial"
+    progress = _Progress(partial, key) if partial.is_dir() else None
+    if progress is not None and not progress.done:
+        log.warning("removing %s: it belongs to another conversion request", partial)
+        shutil.rmtree(partial)
+    elif progress is not None:
+        log.info("resuming the conversion in %s (%d sub-models finished)", partial, len(progress.done))
+    partial.mkdir(parents=True, exist_ok=True)
+    return partial, _Progress(partial, key)
+
+
+# -- export ----------------------------------------------------------------------------------------------------------
+def _same_as_base(sources: dict[str, StageSource], part: str, config: ConvertConfig) -> bool:
+    """The refiner's part has the base's config and weights byte for byte (SDXL 1.0's text_encoder_2 and VAE)."""
+    base, refiner = sources["base"], sources.get("refiner")
+    if refiner is None or config.loras or base.checkpoint or refiner.checkpoint:
+        return False
+    folders = [s.folder / COMPONENT[part] for s in (base, refiner)]
+    names = [sorted(p.name for p in f.iterdir() if p.suffix in (".json", ".safetensors")) for f in folders]
+    if names[0] != names[1] or not names[0]:
+        return False
+    return all(sha256_file(folders[0] / n) == sha256_file(folders[1] / n) for n in names[0])
+
+
+def _export_group(job_parts: tuple[str, ...], stage: str, source: StageSource, config: ConvertConfig, out: Path):
+    from ov_sdxl.export_part import ExportJob
+
+    loras = tuple({"path": str(s.path), "scale": s.scale} for s in config.loras) if stage == "base" else ()
+    job = ExportJob(
+        source=str(source.folder),
+        stage=stage,
+        parts=job_parts,
+        weights=config.weights.value,
+        output=str(out),
+        checkpoint=str(source.checkpoint) if source.checkpoint else None,
+        allow_pickle=config.allow_pickle,
+        loras=loras,
+    )
+    with tempfile.TemporaryDirectory(prefix="ov-sdxl-job-") as folder:
+        job_file = Path(folder) / "job.json"
+        job.write(job_file)
+        watched = run_watched([sys.executable, "-m", "ov_sdxl.export_part", str(job_file)], limit=config.max_memory)
+        error_file = job_file.with_suffix(".error.json")
+        if watched.returncode != 0:
+            error = json.loads(error_file.read_text(encoding="utf-8")) if error_file.is_file() else {}
+            message = error.get("message") or f"the export process ended with code {watched.returncode}"
+            what = f"exporting the {stage}'s {', '.join(job_parts)} from {source.label} failed"
+            if error.get("input"):
+                raise InputError(f"{what}: {message}")
+            raise ConversionError(f"{what}: {_reason(error.get('type', 'Error'), message)}")
+    return watched
+
+
+def _reason(kind: str, message: str) -> str:
     """The cause in a line; a full disk is named as such wherever it surfaced."""
-    import errno
-
-    text = f"{type(exc).__name__}: {exc}"
-    cause: BaseException | None = exc
-    while cause is not None:
-        full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-        # native writers (safetensors, OpenVINO) report it only in their message
-        full = full or any(words in str(cause) for words in DISK_FULL_WORDS)
-        if full:
-            return f"no space left to write the model ({text}); free disk space and run again"
-        cause = cause.__cause__ or cause.__context__
-    if "safetensors" in str(exc) and "use_safetensors" in str(exc):
-        return f"the source has no .safetensors weights; ov-sdxl does not load pickled weights ({text})"
+    words = ("No space left on device", "File too large", "Disk quota exceeded", "os error 28", "os error 27")
+    text = f"{kind}: {message}"
+    if any(w in message for w in words):
+        return f"no space left to write the model ({text}); free disk space and run again"
     return text
 
 
-def _log_parts(stage: str, folder: Path, started: float) -> None:
-    for xml in sorted(folder.glob("*/openvino_model.xml")):
-        size = xml.with_suffix(".bin").stat().st_size
-        log.info("[%s] %-15s %8.1f MB", stage, xml.parent.name, size / 1e6)
-    log.info("[%s] done in %.1f s", stage, time.monotonic() - started)
+def _write_stage_files(source: StageSource, out: Path) -> None:
+    """model_index.json, the scheduler and the tokenizers, as optimum-intel's pipeline folder has them."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source.folder / "model_index.json", out / "model_index.json")
+    for name in ("scheduler", "tokenizer", "tokenizer_2"):
+        if (source.folder / name).is_dir():
+            shutil.copytree(source.folder / name, out / name, dirs_exist_ok=True)
 
 
-def _remove_stale_partials(output: Path) -> None:
-    for stale in output.parent.glob(f".{output.name}.partial-*"):
-        log.warning("removing %s left by an interrupted conversion", stale)
-        shutil.rmtree(stale, ignore_errors=True)
+def _convert_stage(stage, source, sources, config, partial, progress, report) -> None:
+    out = partial / stage
+    _write_stage_files(source, out)
+    for group in STAGE_GROUPS[stage]:
+        todo = []
+        for part in group:
+            if progress.finished(stage, part):
+                log.info("[%s] %s: finished in an earlier run, reused", stage, part)
+            elif stage == "refiner" and part in SHARED_WITH_BASE and _same_as_base(sources, part, config):
+                shutil.copytree(partial / "base" / part, out / part, dirs_exist_ok=True)
+                progress.record(stage, part)
+                log.info("[%s] %s: identical to the base's, copied", stage, part)
+            else:
+                todo.append(part)
+        if not todo:
+            continue
+        log.info("[%s] exporting %s (%s)", stage, ", ".join(todo), config.weights.value)
+        watched = _export_group(tuple(todo), stage, source, config, out)
+        for part in todo:
+            progress.record(stage, part)
+        log.info("[%s] %s done in %.0f s, peak %s", stage, ", ".join(todo), watched.seconds, gb(watched.peak_rss))
+        report.append({"stage": stage, "parts": todo, "seconds": watched.seconds, "peak_rss": watched.peak_rss})
 
 
-def _already_done(config: ConvertConfig, sources: dict[str, str | None]) -> bool:
-    """True when the output already is a complete model of these sources (and --overwrite is not given)."""
+def _already_done(config: ConvertConfig, labels: dict[str, str | None]) -> bool:
+    """True when the output already is a complete model of this request (and --overwrite is not given)."""
     output = config.output
-    if not output.exists():
-        return False
-    if config.overwrite:
+    if not output.exists() or config.overwrite:
         return False
     if not output.is_dir():
         raise ConfigError(f"--output {output} exists and is not a folder")
@@ -201,7 +347,11 @@ def _already_done(config: ConvertConfig, sources: dict[str, str | None]) -> bool
             raise ConfigError(f"--output {output} exists and is not a complete ov-sdxl model; add --overwrite")
         return False
     manifest = layout.manifest
-    if manifest.get("weights") != config.weights.value or manifest["sources"] != sources:
+    loras = [[spec.path.name, spec.scale] for spec in config.loras]
+    recorded_loras = [[entry["file"], entry["scale"]] for entry in manifest.get("loras", [])]
+    model_info = config.few_step.manifest_entry() if config.few_step is not None else None
+    same = manifest.get("weights") == config.weights.value and manifest["sources"] == labels
+    if not same or recorded_loras != loras or manifest.get("model_info") != model_info:
         raise ConfigError(
             f"--output {output} already holds a different conversion "
             f"({manifest.get('weights')} of {manifest['sources']}); add --overwrite to replace it"
@@ -216,35 +366,37 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
     """
     started = time.monotonic()
     stages = {"base": config.base, "refiner": config.refiner}
-    resolved = {stage: resolve_source(src, stage) for stage, src in stages.items() if src}
-    sources = {stage: (source_labels or {}).get(stage, src) for stage, src in stages.items()}
-    if _already_done(config, sources):
-        log.info(
-            "%s is already converted (%s); nothing to do (use --overwrite to redo it)",
-            config.output,
-            config.weights.value,
-        )
+    labels = {stage: (source_labels or {}).get(stage, src) for stage, src in stages.items()}
+    if _already_done(config, labels):
+        log.info("%s is already converted (%s); nothing to do (--overwrite redoes it)", config.output, config.weights)
         return ConvertResult(config.output, skipped=True, seconds=time.monotonic() - started)
+    sources = {stage: resolve_source(src, stage, config) for stage, src in stages.items() if src}
+    peak, disk = _estimate(sources, config.weights)
+    check_free(memory=peak, disk=disk, folder=config.output.parent, max_memory=config.max_memory)
+    log.info("expected: peak memory about %s, disk about %s", gb(peak), gb(disk))
 
     output = config.output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(output)
-    partial = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
-    partial.mkdir()
-    try:
-        for stage, (source, local) in resolved.items():
-            _export_stage(source, local, partial / stage, stage, config.weights)
-        write_manifest(partial, sources=sources, weights=config.weights.value)
-        if output.exists():
-            retired = output.parent / f".{output.name}.partial-old-{uuid.uuid4().hex[:8]}"
-            os.replace(output, retired)
-            os.replace(partial, output)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(partial, output)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    partial, progress = _prepare_partial(output, _request_key(config, sources))
+    report: list[dict[str, Any]] = []
+    for stage, source in sources.items():
+        _convert_stage(stage, source, sources, config, partial, progress, report)
+    (partial / PROGRESS).unlink()
+    extra: dict[str, Any] = {}
+    if config.loras:
+        from ov_sdxl.lora import manifest_entry
+
+        extra["loras"] = manifest_entry(list(config.loras))
+    if config.few_step is not None:
+        extra["model_info"] = config.few_step.manifest_entry()
+    write_manifest(partial, sources=labels, weights=config.weights.value, extra=extra)
+    if output.exists():
+        retired = output.parent / f".{output.name}.retired-{os.getpid()}"
+        os.replace(output, retired)
+        os.replace(partial, output)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(partial, output)
     seconds = time.monotonic() - started
-    log.info("converted into %s in %.1f s", output, seconds)
-    return ConvertResult(output, skipped=False, seconds=seconds)
+    peak_rss = max((entry["peak_rss"] for entry in report), default=0)
+    log.info("converted into %s in %.0f s (largest export process: %s)", output, seconds, gb(peak_rss))
+    return ConvertResult(output, skipped=False, seconds=seconds, peak_rss=peak_rss, parts=tuple(report))

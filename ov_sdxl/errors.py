@@ -50,3 +50,7 @@ class GenerationCancelled(OvSdxlError):
 
 class OutputError(OvSdxlError):
     """An output file could not be written (disk full, permissions)."""
+
+
+class InsufficientResourcesError(InputError):
+    """Not enough free memory or disk for the job, or over the user's own cap (``--max-memory``)."""

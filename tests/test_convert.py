@@ -71,24 +71,105 @@ def test_output_that_is_not_a_model_is_refused(tiny_sources, tmp_path):
 
 
 @pytest.mark.slow
-def test_interrupted_export_leaves_nothing(tiny_sources, tmp_path, monkeypatch):
-    """Ctrl-C while the refiner exports: no output folder, no temporary folder left beside it."""
+def test_interrupted_conversion_resumes(tiny_sources, tmp_path, monkeypatch, caplog):
+    """Ctrl-C after the UNet: no output folder; the rerun reuses the finished UNet (checked by hash) and ends."""
     import ov_sdxl.convert as convert
 
-    real_export = convert._export_stage
+    real_export = convert._export_group
 
-    def export_then_interrupt(source, local, out_dir, stage, weights):
-        if stage == "refiner":
-            assert (out_dir.parent / "base" / "unet" / "openvino_model.xml").is_file()  # mid-export indeed
+    def export_then_interrupt(parts, stage, source, config, out):
+        if "unet" not in parts:
+            assert (out / "unet" / "openvino_model.xml").is_file()  # mid-conversion indeed
             raise KeyboardInterrupt
-        real_export(source, local, out_dir, stage, weights)
+        return real_export(parts, stage, source, config, out)
 
-    monkeypatch.setattr(convert, "_export_stage", export_then_interrupt)
-    base, refiner = tiny_sources
+    monkeypatch.setattr(convert, "_export_group", export_then_interrupt)
     output = tmp_path / "model"
+    config = ConvertConfig(base=str(tiny_sources[0]), output=output, weights="fp16")
     with pytest.raises(KeyboardInterrupt):
-        convert_models(ConvertConfig(base=str(base), refiner=str(refiner), output=output, weights="fp16"))
+        convert_models(config)
+    assert not output.exists() and (tmp_path / ".model.partial" / "progress.json").is_file()
+
+    monkeypatch.setattr(convert, "_export_group", real_export)
+    caplog.set_level(logging.INFO, logger="ov_sdxl")
+    result = convert_models(config)
+    assert "[base] unet: finished in an earlier run, reused" in caplog.text
+    assert [entry["parts"] for entry in result.parts] == [
+        ["text_encoder", "text_encoder_2", "vae_decoder", "vae_encoder"]
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"] and ModelLayout.open(output).verify() == []
+
+
+def test_resume_checks_hashes(tmp_path):
+    """A recorded sub-model whose files changed since is not reused; another request's progress is discarded."""
+    from ov_sdxl.convert import _prepare_partial
+
+    partial, progress = _prepare_partial(tmp_path / "m", key="request-1")
+    (partial / "base" / "unet").mkdir(parents=True)
+    (partial / "base" / "unet" / "openvino_model.bin").write_bytes(b"weights")
+    progress.record("base", "unet")
+    assert _prepare_partial(tmp_path / "m", key="request-1")[1].finished("base", "unet")
+    (partial / "base" / "unet" / "openvino_model.bin").write_bytes(b"changed")
+    assert not _prepare_partial(tmp_path / "m", key="request-1")[1].finished("base", "unet")
+    progress.record("base", "unet")
+    partial, other = _prepare_partial(tmp_path / "m", key="request-2")
+    assert not other.finished("base", "unet") and not (partial / "base").exists()
+
+
+def test_not_enough_memory_is_refused_before_any_work(tiny_sources, tmp_path):
+    from ov_sdxl import InsufficientResourcesError
+
+    config = ConvertConfig(base=str(tiny_sources[0]), output=tmp_path / "m", max_memory=1_000_000)
+    with pytest.raises(
+        InsufficientResourcesError, match=r"needs about \d+\.\d GB of memory .* --max-memory allows 0\.0 GB"
+    ):
+        convert_models(config)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_cap_stops_the_process_tree():
+    """run_watched sums the RSS of a child and its own children, and stops the whole tree over the limit."""
+    import sys
+
+    from ov_sdxl import InsufficientResourcesError
+    from ov_sdxl.resources import parse_size, run_watched
+
+    grandchild = "import time; b = bytearray(300_000_000); b[::4096] = b'x' * len(b[::4096]); time.sleep(60)"
+    child = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {grandchild!r}]); time.sleep(60)"
+    with pytest.raises(InsufficientResourcesError, match="over --max-memory 0.2 GB; it was stopped"):
+        run_watched([sys.executable, "-c", child], limit=parse_size("200MB"))
+    assert run_watched([sys.executable, "-c", "pass"], limit=parse_size("1GB")).returncode == 0
+    assert parse_size("8GB") == 8_000_000_000 and parse_size("1.5GiB") == int(1.5 * 2**30) and parse_size("512M")
+    with pytest.raises(ConfigError, match="'eight' is not a size like 8GB"):
+        parse_size("eight")
+
+
+@pytest.mark.slow
+def test_same_images_as_optimum_cli_export(tiny_sources, tmp_path):
+    """Our per-process, small-trace export gives the images of optimum-intel's own export of the same weights."""
+    from conftest import mean_abs_diff
+    from optimum.exporters.openvino import main_export
+    from optimum.intel import OVConfig
+
+    from ov_sdxl import SDXLRuntime
+
+    theirs = tmp_path / "optimum"
+    main_export(
+        model_name_or_path=str(tiny_sources[0]),
+        output=theirs,
+        task="text-to-image",
+        library_name="diffusers",
+        ov_config=OVConfig(dtype="fp16"),
+        convert_tokenizer=False,
+        local_files_only=True,
+    )
+    ours = convert_models(ConvertConfig(base=str(tiny_sources[0]), output=tmp_path / "ours", weights="fp16")).output
+    images = []
+    for folder in (theirs, ours):
+        runtime = SDXLRuntime.from_dir(folder, precision="f32", cache_dir=tmp_path / "cache")
+        images.append(runtime.text2img("a red fox in snow", width=256, height=192, steps=4, seed=3).images[0])
+    assert mean_abs_diff(*images) <= 1.0, mean_abs_diff(*images)
+    assert float(np.asarray(images[0], dtype=np.float32).std()) > 5  # not a flat picture
 
 
 @pytest.mark.slow
@@ -113,7 +194,7 @@ def test_int8_then_int4_with_overwrite(tiny_sources, tmp_path):
 def test_source_checks(tiny_sources, tmp_path):
     base, refiner = tiny_sources
     out = tmp_path / "out"
-    with pytest.raises(ModelNotFoundError, match="--base ./no-such-folder is neither an existing folder nor a hub id"):
+    with pytest.raises(ModelNotFoundError, match="--base ./no-such-folder is neither an existing folder or file nor"):
         convert_models(ConvertConfig(base="./no-such-folder", output=out))
     with pytest.raises(ModelNotFoundError, match="has no model_index.json; it is not a diffusers folder"):
         convert_models(ConvertConfig(base=str(base / "unet"), output=out))
@@ -122,7 +203,7 @@ def test_source_checks(tiny_sources, tmp_path):
         convert_models(ConvertConfig(base=str(refiner), refiner=str(base), output=out))
     single = tmp_path / "model.safetensors"
     shutil.copy(base / "unet" / "diffusion_pytorch_model.safetensors", single)
-    with pytest.raises(ConfigError, match="is a single-file checkpoint"):
+    with pytest.raises(ConfigError, match="not an SDXL base or refiner checkpoint: it looks like a single diffusers"):
         convert_models(ConvertConfig(base=str(single), output=out))
     with pytest.raises(ModelNotFoundError, match="the hub is offline .* not in the local Hugging Face cache"):
         convert_models(ConvertConfig(base="stabilityai/stable-diffusion-xl-base-1.0", output=out))
@@ -139,23 +220,16 @@ def test_pickled_weights_are_refused(tiny_sources, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_disk_full_is_named(tmp_path):
-    import errno
-
+def test_disk_full_is_named():
     from ov_sdxl.convert import _reason
 
-    try:
-        try:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError as inner:
-            raise RuntimeError("Exception from src/core/src/pass/serialize.cpp") from inner
-    except RuntimeError as exc:
-        assert _reason(exc).startswith("no space left to write the model (RuntimeError: Exception from")
+    reason = _reason("RuntimeError", "Exception from src/core/src/pass/serialize.cpp: No space left on device")
+    assert reason.startswith("no space left to write the model (RuntimeError: Exception from")
 
 
 @pytest.mark.slow
 def test_disk_full_during_conversion_leaves_nothing(tiny_sources, tmp_path):
-    """A file-size limit makes the export's writes fail as a full disk would: exit 1, the cause named, no folder."""
+    """A file-size limit makes the export's writes fail as a full disk would: exit 1, the cause named, no model."""
     import resource
     import signal
     import subprocess
@@ -176,4 +250,4 @@ def test_disk_full_during_conversion_leaves_nothing(tiny_sources, tmp_path):
     )
     assert done.returncode == 1, done.stderr
     assert "error: exporting the base" in done.stderr and "no space left to write the model" in done.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".m.partial"]  # kept for the rerun to resume
