@@ -33,11 +33,36 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="export SDXL base (+ refiner) to OpenVINO IR")
-    p.add_argument("--base", required=True, help="hub id or local diffusers folder of SDXL base")
-    p.add_argument("--refiner", help="hub id or local diffusers folder of the SDXL refiner")
+    p.add_argument("--base", required=True, help="SDXL base: hub id, diffusers folder or single .safetensors file")
+    p.add_argument("--refiner", help="SDXL refiner: hub id, diffusers folder or single .safetensors file")
     p.add_argument("--output", required=True, type=Path, help="model folder to create")
     p.add_argument("--weights", default="fp16", choices=["fp32", "fp16", "int8", "int4"], help="default: fp16")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="FILE[:SCALE]",
+        help="fuse an SDXL LoRA (diffusers/PEFT or kohya .safetensors) into the base; repeatable; scale default 1",
+    )
+    p.add_argument("--allow-pickle", action="store_true", help="accept a .ckpt single file (unpickling can run code)")
+    p.add_argument(
+        "--single-file-config",
+        type=Path,
+        metavar="DIR",
+        help="a diffusers folder whose configs describe a single-file checkpoint (default: SDXL 1.0's, shipped)",
+    )
+    p.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="the most memory conversion may use, e.g. 8GB; refused at once if it needs more, stopped if it does",
+    )
+    p.add_argument(
+        "--few-step",
+        metavar="KIND[:STEPS]",
+        help="a few-step model: turbo (SDXL-Turbo), lightning:N (SDXL-Lightning's N-step UNet: 1, 2, 4 or 8) or "
+        "lcm (LCM-SDXL, LCM-LoRA); recorded with its scheduler, steps and guidance, the defaults of generate",
+    )
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +83,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_HIGH_NOISE_FRAC,
         help=f"base+refiner hand-off fraction in (0, 1); default {DEFAULT_HIGH_NOISE_FRAC}",
     )
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default {DEFAULT_STEPS}")
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"default {DEFAULT_GUIDANCE}")
+    own = "default: the model's own ({} for SDXL, {} for SDXL-Turbo...; see convert --few-step)"
+    p.add_argument("--steps", type=int, help=own.format(DEFAULT_STEPS, 4))
+    p.add_argument("--guidance", type=float, help=own.format(DEFAULT_GUIDANCE, 0))
     p.add_argument("--width", type=int, help="default: the model's native size (1024 for SDXL)")
     p.add_argument("--height", type=int)
     p.add_argument("--seed", type=int, help="default: a random seed, printed")
@@ -75,19 +101,35 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-shapes", action="store_true", help="skip static reshaping (no recompile per size)")
     p.add_argument("--max-pixels", type=int, default=2048 * 2048, help="refuse larger images; default 2048x2048")
     p.add_argument("--output", type=Path, default=Path("out.png"), help="PNG path; several images are numbered")
+    _add_embeddings_and_watermark(p)
+
+
+def _add_embeddings_and_watermark(p: argparse.ArgumentParser) -> None:
+    """Runtime options of generate and demo: textual-inversion embeddings and SDXL's invisible watermark."""
+    p.add_argument(
+        "--embedding",
+        action="append",
+        default=[],
+        metavar="FILE[:TOKEN]",
+        help="an SDXL textual-inversion .safetensors (clip_l + clip_g); its token, default <file stem>, then works "
+        "in the prompts; repeatable",
+    )
+    p.add_argument(
+        "--watermark",
+        action="store_true",
+        help="mark every image with SDXL's invisible watermark (needs: pip install 'ov-sdxl[watermark]')",
+    )
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_STEPS
-
     p = sub.add_parser("compare", help="one labelled grid: the same prompt and seeds on several models")
     p.add_argument("--models", required=True, nargs="+", type=Path, help="converted model folders (columns)")
     p.add_argument("--seeds", required=True, nargs="+", type=int, help="one row per seed")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative-prompt")
     p.add_argument("--mode", default="text2img", choices=["text2img", "base+refiner"])
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"default {DEFAULT_STEPS}")
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"default {DEFAULT_GUIDANCE}")
+    p.add_argument("--steps", type=int, help="default: each model's own (30 for SDXL, 4 for SDXL-Turbo...)")
+    p.add_argument("--guidance", type=float, help="default: each model's own (5.0 for SDXL, 0 for Turbo...)")
     p.add_argument("--width", type=int, help="default: the first model's native size")
     p.add_argument("--height", type=int)
     p.add_argument("--scheduler", help="default: each model's own")
@@ -104,6 +146,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=7860, help="default 7860")
     p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link")
     p.add_argument("--max-queue", type=int, default=16, help="requests that may wait; more are told to retry")
+    _add_embeddings_and_watermark(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--weights", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
     p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("bench-convert", help="measure conversion time and peak memory against optimum-cli")
+    p.add_argument("--base", help="source of the base (default: the synthetic full-size SDXL, built once)")
+    p.add_argument("--refiner", help="source of the refiner (with --base)")
+    p.add_argument(
+        "--synthetic",
+        type=Path,
+        default=Path.home() / ".cache" / "ov-sdxl" / "synthetic",
+        help="where the synthetic SDXL sources are kept (default: ~/.cache/ov-sdxl/synthetic)",
+    )
+    p.add_argument("--weights", nargs="+", default=["fp16"], choices=["fp32", "fp16", "int8", "int4"])
+    p.add_argument("--contenders", nargs="+", default=["optimum-cli", "ov-sdxl"], choices=["optimum-cli", "ov-sdxl"])
+    p.add_argument("--work", type=Path, help="folder for the temporary outputs (default: the system's temp folder)")
+    p.add_argument("--json", type=Path, help="also write the measurements as JSON")
     p = sub.add_parser("verify", help="check every file of a model folder against its manifest's sha256")
     p.add_argument("--model", required=True, type=Path)
     sub.add_parser("devices", help="list the OpenVINO devices of this machine")

@@ -30,14 +30,26 @@ def _quiet_loading_bars() -> None:
 def _convert(args: argparse.Namespace) -> int:
     from ov_sdxl.config import ConvertConfig
     from ov_sdxl.convert import convert_models
+    from ov_sdxl.resources import parse_size
 
+    if args.allow_pickle:
+        print("warning: --allow-pickle: a .ckpt file can run code when it is loaded; use only files you trust")
     config = ConvertConfig(
-        base=args.base, refiner=args.refiner, output=args.output, weights=args.weights, overwrite=args.overwrite
+        base=args.base,
+        refiner=args.refiner,
+        output=args.output,
+        weights=args.weights,
+        overwrite=args.overwrite,
+        few_step=args.few_step,
+        loras=tuple(args.lora),
+        allow_pickle=args.allow_pickle,
+        single_file_config=args.single_file_config,
+        max_memory=parse_size(args.max_memory) if args.max_memory else None,
     )
-    if not args.debug:
-        _quiet_loading_bars()
-    result = convert_models(config)
+    result = convert_models(config)  # the export runs in child processes, which keep their own output quiet
     print(f"{'already converted' if result.skipped else 'converted'}: {result.output}")
+    if config.few_step is not None:
+        print(f"few-step model, run by default with {config.few_step.describe()} ({config.few_step.scheduler})")
     return EXIT_OK
 
 
@@ -73,6 +85,8 @@ def _generate(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             static_shapes=not args.dynamic_shapes,
+            embeddings=tuple(args.embedding),
+            watermark=args.watermark,
         )
     )
     with _ProgressBar() as bar:
@@ -81,7 +95,10 @@ def _generate(args: argparse.Namespace) -> int:
     for path in paths:
         print(path)
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-    print(f"seed {result.seed}, {result.width}x{result.height}, {timing}")
+    used = result.params  # what ran: the model's defaults where nothing was given
+    print(
+        f"seed {result.seed}, {result.width}x{result.height}, {used.steps} steps, guidance {used.guidance:g}, {timing}"
+    )
     return EXIT_OK
 
 
@@ -129,7 +146,9 @@ def _demo(args: argparse.Namespace) -> int:
         if not args.debug:
             _quiet_loading_bars()
         build_tiny_model(model)  # about a minute the first time, then nothing
-    runtime = SDXLRuntime(RuntimeConfig(model_dir=model, device=args.device))
+    runtime = SDXLRuntime(
+        RuntimeConfig(model_dir=model, device=args.device, embeddings=tuple(args.embedding), watermark=args.watermark)
+    )
     from ov_sdxl.demo import build_demo, launch_demo  # imports Gradio: only this command needs it
 
     demo = build_demo(runtime, notice=notice, limits=limits)
@@ -211,7 +230,14 @@ def _compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bench_convert(args: argparse.Namespace) -> int:
+    from ov_sdxl.convert_bench import main
+
+    return main(args)
+
+
 COMMANDS = {
+    "bench-convert": _bench_convert,
     "convert": _convert,
     "generate": _generate,
     "demo": _demo,

@@ -10,13 +10,16 @@ A value that breaks a rule raises ``ConfigError`` naming the value and the rule;
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ov_sdxl.embeddings import EmbeddingSpec
 from ov_sdxl.errors import ConfigError
+from ov_sdxl.model_info import ModelInfo, parse_few_step
 from ov_sdxl.schedulers import check_scheduler_name
 
 MAX_SEED = 2**64 - 1
@@ -88,9 +91,28 @@ class ConvertConfig:
     refiner: str | None = None
     weights: WeightFormat = WeightFormat.FP16
     overwrite: bool = False
+    few_step: ModelInfo | None = None  # a few-step model: "turbo", "lightning:4", "lcm" (see model_info.py)
+    loras: tuple[Any, ...] = ()  # LoraSpec or "FILE[:SCALE]" text, fused into the base before export (lora.py)
+    allow_pickle: bool = False  # single-file .ckpt sources: unpickling can run code, so only when asked
+    single_file_config: Path | None = None  # a diffusers folder whose configs describe a single-file source
+    max_memory: int | None = None  # bytes the conversion's processes may use at once; None: what is free
 
     def __post_init__(self) -> None:
         _set(self, "weights", _enum(WeightFormat, self.weights, "weight format"))
+        from ov_sdxl.lora import LoraSpec
+
+        loras = self.loras if isinstance(self.loras, (list, tuple)) else [self.loras]
+        _set(self, "loras", tuple(s if isinstance(s, LoraSpec) else LoraSpec.parse(s) for s in loras))
+        if self.single_file_config is not None:
+            _set(self, "single_file_config", Path(self.single_file_config))
+        if self.max_memory is not None and (
+            not isinstance(self.max_memory, int) or isinstance(self.max_memory, bool) or self.max_memory <= 0
+        ):
+            raise ConfigError(f"max_memory {self.max_memory!r} must be a whole number of bytes > 0")
+        if isinstance(self.few_step, str):
+            _set(self, "few_step", parse_few_step(self.few_step))
+        elif self.few_step is not None and not isinstance(self.few_step, ModelInfo):
+            raise ConfigError(f"--few-step must be text such as turbo, lightning:4 or lcm, got {self.few_step!r}")
         _set(self, "output", Path(self.output))
         for name in ("base", "refiner"):
             value = getattr(self, name)
@@ -111,6 +133,8 @@ class RuntimeConfig:
     max_images: int = 8
     cache_dir: Path | None = None  # compiled-model cache; None: $OV_SDXL_CACHE_DIR or ~/.cache/ov-sdxl/compiled
     use_cache: bool = True
+    embeddings: tuple[EmbeddingSpec, ...] = ()  # textual inversion: "FILE.safetensors[:TOKEN]", paths or specs
+    watermark: bool = False  # SDXL's invisible watermark in every image (needs invisible-watermark)
 
     def __post_init__(self) -> None:
         _set(self, "model_dir", Path(self.model_dir))
@@ -124,6 +148,18 @@ class RuntimeConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} {value!r} must be a whole number >= 1")
+        if isinstance(self.embeddings, (str, Path, EmbeddingSpec)):
+            raise ConfigError(f"embeddings must be a list of embedding files, got one: {self.embeddings!r}")
+        _set(self, "embeddings", tuple(EmbeddingSpec.parse(item) for item in self.embeddings))
+        tokens = [spec.token.lower() for spec in self.embeddings]
+        repeated = sorted({token for token in tokens if tokens.count(token) > 1})
+        if repeated:
+            files = ", ".join(str(s.path) for s in self.embeddings if s.token.lower() == repeated[0])
+            raise ConfigError(
+                f"embedding token {repeated[0]} is given to several files ({files}); give each its own, FILE:TOKEN"
+            )
+        if not isinstance(self.watermark, bool):
+            raise ConfigError(f"watermark must be True or False, got {self.watermark!r}")
 
     def check_limits(self, width: int, height: int, steps: int, num_images: int) -> None:
         """Refuse, before any work, a request over this runtime's caps."""
@@ -166,8 +202,10 @@ def _check_fraction(name: str, value: float, low_closed: bool, high_closed: bool
 class GenerationParams:
     """One generation request. ``width``/``height`` None mean the model's native size (1024 for SDXL).
 
-    ``strength`` None means the mode's default (img2img 0.6, refine 0.3); ``seed`` None means a fresh one
-    (returned in the result); ``scheduler`` None means the model's own.
+    ``steps``, ``guidance`` and ``scheduler`` None mean the model's own: 30 steps, guidance 5.0 and its scheduler
+    for SDXL, or what a few-step model is made for (see model_info.py); the runtime fills them in with
+    ``with_defaults`` and the result records what ran. ``strength`` None means the mode's default (img2img 0.6,
+    refine 0.3); ``seed`` None means a fresh one (returned in the result).
     """
 
     prompt: str
@@ -177,8 +215,8 @@ class GenerationParams:
     negative_prompt_2: str | None = None
     width: int | None = None
     height: int | None = None
-    steps: int = DEFAULT_STEPS
-    guidance: float = DEFAULT_GUIDANCE
+    steps: int | None = None
+    guidance: float | None = None
     strength: float | None = None
     high_noise_frac: float = DEFAULT_HIGH_NOISE_FRAC
     seed: int | None = None
@@ -201,9 +239,11 @@ class GenerationParams:
                 raise ConfigError(
                     f"{name} {value!r} must be a whole number of pixels, at least 64 and a multiple of 8"
                 )
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+        steps_ok = isinstance(self.steps, int) and not isinstance(self.steps, bool) and self.steps >= 1
+        if self.steps is not None and not steps_ok:
             raise ConfigError(f"steps {self.steps!r} must be a whole number >= 1")
-        if not isinstance(self.guidance, (int, float)) or not math.isfinite(self.guidance) or self.guidance < 0:
+        guidance_ok = isinstance(self.guidance, (int, float)) and not isinstance(self.guidance, bool)
+        if self.guidance is not None and not (guidance_ok and math.isfinite(self.guidance) and self.guidance >= 0):
             raise ConfigError(f"guidance {self.guidance!r} must be a number >= 0")
         if not isinstance(self.num_images, int) or isinstance(self.num_images, bool) or self.num_images < 1:
             raise ConfigError(f"num_images {self.num_images!r} must be a whole number >= 1")
@@ -222,7 +262,7 @@ class GenerationParams:
             if self.strength is None:
                 _set(self, "strength", DEFAULT_STRENGTH[self.mode])
             _check_fraction("strength", self.strength, low_closed=False, high_closed=True)
-            if int(self.steps * self.strength) < 1:
+            if self.steps is not None and int(self.steps * self.strength) < 1:
                 raise ConfigError(
                     f"steps {self.steps} x strength {self.strength} leaves no denoising step; raise steps or strength"
                 )
@@ -233,7 +273,7 @@ class GenerationParams:
                 raise ConfigError(f"strength is only used by img2img and refine, not {self.mode.value}")
         if self.keep_base_images and self.mode is not Mode.BASE_REFINER:
             raise ConfigError(f"keep_base_images is only for base+refiner, not {self.mode.value}")
-        if self.mode is Mode.BASE_REFINER:
+        if self.mode is Mode.BASE_REFINER and self.steps is not None:
             for stage, fraction in (("base", self.high_noise_frac), ("refiner", 1 - self.high_noise_frac)):
                 if int(round(self.steps * fraction)) < 1:
                     raise ConfigError(
@@ -248,7 +288,18 @@ class GenerationParams:
             value = getattr(self, name)
             if value is not None:
                 out[name] = str(value)
-        out.update(steps=str(self.steps), guidance=str(self.guidance))
+        for name in ("steps", "guidance"):
+            value = getattr(self, name)
+            out[name] = "model default" if value is None else str(value)
         if self.mode is Mode.BASE_REFINER:
             out["high_noise_frac"] = str(self.high_noise_frac)
         return out
+
+    def with_defaults(self, steps: int, guidance: float, scheduler: str | None = None) -> GenerationParams:
+        """These parameters with the ones not given filled in (and checked again): what the model runs with."""
+        return dataclasses.replace(
+            self,
+            steps=steps if self.steps is None else self.steps,
+            guidance=guidance if self.guidance is None else self.guidance,
+            scheduler=scheduler if self.scheduler is None else self.scheduler,
+        )

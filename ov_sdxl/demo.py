@@ -23,7 +23,7 @@ from typing import Any
 
 import gradio as gr
 
-from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_HIGH_NOISE_FRAC, DEFAULT_STEPS, DEFAULT_STRENGTH, Mode
+from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC, DEFAULT_STRENGTH, Mode
 from ov_sdxl.demo_handlers import DemoHandlers
 from ov_sdxl.demo_inputs import (
     CONVERT_COMMAND,
@@ -69,7 +69,7 @@ def build_demo(
     limits = limits or DemoLimits()
     output_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="ov-sdxl-demo-"))
     handlers = DemoHandlers(runtime, limits, output_dir)
-    native, has_refiner = runtime.native_size, runtime.has_refiner
+    native, has_refiner, defaults = runtime.native_size, runtime.has_refiner, runtime.defaults
     sweep = (min(600, limits.output_ttl_s), limits.output_ttl_s)
     with gr.Blocks(title="ov-sdxl", analytics_enabled=False, delete_cache=sweep) as demo:
         if notice:
@@ -77,9 +77,11 @@ def build_demo(
         refiner = "base + refiner" if has_refiner else "base only (no refiner)"
         gr.Markdown(
             f"## Stable Diffusion XL on OpenVINO\nModel `{runtime.layout.root}` ({refiner}) on device "
-            f"**{runtime.config.device}**, native size {size_label(*native)}.",
+            f"**{runtime.config.device}**, native size {size_label(*native)}." + _few_step_line(runtime.model_info),
             elem_id="model-info",
         )
+        if runtime.embeddings or runtime.config.watermark:
+            gr.Markdown(_extras_text(runtime), elem_id="extras")
         with gr.Row():
             with gr.Column():
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a lighthouse at dusk, oil painting")
@@ -99,8 +101,8 @@ def build_demo(
                 with gr.Row(visible=False) as custom:
                     width = gr.Number(native[0], label="Width", step=8, minimum=64, maximum=limits.max_side)
                     height = gr.Number(native[1], label="Height", step=8, minimum=64, maximum=limits.max_side)
-                steps = gr.Slider(1, limits.max_steps, value=DEFAULT_STEPS, step=1, label="Steps")
-                guidance = gr.Slider(0, 20, value=DEFAULT_GUIDANCE, step=0.5, label="Guidance")
+                steps = gr.Slider(1, limits.max_steps, value=defaults["steps"], step=1, label="Steps")
+                guidance = gr.Slider(0, 20, value=defaults["guidance"], step=0.5, label="Guidance")
                 strength = gr.Slider(0.05, 1, value=0.6, step=0.05, label="Strength", visible=False)
                 fraction = gr.Slider(
                     0.05,
@@ -153,12 +155,37 @@ def build_demo(
             api_visibility="private",
         )
         stop.click(handlers.stop, None, status, cancels=[run], **ui)
-        _api_endpoints(handlers, native, [gallery, status, parameters])
+        _api_endpoints(handlers, native, defaults, [gallery, status, parameters])
     demo.queue(max_size=limits.max_queue, default_concurrency_limit=1, api_open=False)
     return demo
 
 
-def _api_endpoints(handlers: DemoHandlers, native: tuple[int, int], outputs: list) -> None:
+def _extras_text(runtime: Any) -> str:
+    """The textual-inversion tokens a prompt can use, and whether images are watermarked."""
+    lines = []
+    if runtime.embeddings:
+        tokens = ", ".join(
+            f"`{e.token}`" + (f" ({e.count} vectors)" if e.count > 1 else "") for e in runtime.embeddings
+        )
+        example = runtime.embeddings[0].token
+        lines.append(
+            f"**Embeddings** (textual inversion) for the prompts: {tokens}; weights work, e.g. `({example}:1.2)`"
+        )
+    if runtime.config.watermark:
+        lines.append("Every image carries SDXL's **invisible watermark**.")
+    return "  \n".join(lines)
+
+
+def _few_step_line(info: Any) -> str:
+    """For a few-step model, what it runs with by default, e.g. "SDXL-Turbo: 4 steps, guidance 0"."""
+    if info is None:
+        return ""
+    return (
+        f"  \n**{info.describe()}** (a few-step model: the defaults below are its own, scheduler `{info.scheduler}`)"
+    )
+
+
+def _api_endpoints(handlers: DemoHandlers, native: tuple[int, int], defaults: dict, outputs: list) -> None:
     """/text2img, /base_refiner, /img2img, /refine: hidden inputs whose values are the API's defaults."""
     with gr.Column(visible=False):
         trigger = gr.Button("API", visible=False)
@@ -166,7 +193,10 @@ def _api_endpoints(handlers: DemoHandlers, native: tuple[int, int], outputs: lis
         width, height = gr.Number(native[0], label="width"), gr.Number(native[1], label="height")
         input_width = gr.Number(None, label="width (default: the input image's)")
         input_height = gr.Number(None, label="height (default: the input image's)")
-        steps, guidance = gr.Number(DEFAULT_STEPS, label="steps"), gr.Number(DEFAULT_GUIDANCE, label="guidance")
+        steps, guidance = (
+            gr.Number(defaults["steps"], label="steps"),
+            gr.Number(defaults["guidance"], label="guidance"),
+        )
         fraction = gr.Number(DEFAULT_HIGH_NOISE_FRAC, label="high_noise_frac")
         seed = gr.Textbox(RANDOM_SEED, label="seed")
         scheduler = gr.Dropdown([MODEL_SCHEDULER, *SCHEDULERS], value=MODEL_SCHEDULER, label="scheduler")

@@ -26,7 +26,7 @@ from typing import Any
 
 import gradio as gr
 
-from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_HIGH_NOISE_FRAC, DEFAULT_STEPS, GenerationParams, Mode
+from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC, GenerationParams, Mode
 from ov_sdxl.demo_inputs import MODEL_SCHEDULER, MODES, RANDOM_SEED, DemoLimits, preset_size, to_params
 from ov_sdxl.errors import ConfigError, GenerationCancelled, InputError, OvSdxlError
 
@@ -122,8 +122,8 @@ class DemoHandlers:
         size: str | None = None,
         width: float | None = None,
         height: float | None = None,
-        steps: float = DEFAULT_STEPS,
-        guidance: float = DEFAULT_GUIDANCE,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
         strength: float | None = None,
         high_noise_frac: float = DEFAULT_HIGH_NOISE_FRAC,
         seed: str | int = RANDOM_SEED,
@@ -147,8 +147,8 @@ class DemoHandlers:
         negative_prompt: str = "",
         width: float | None = None,
         height: float | None = None,
-        steps: float = DEFAULT_STEPS,
-        guidance: float = DEFAULT_GUIDANCE,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
@@ -164,8 +164,8 @@ class DemoHandlers:
         negative_prompt: str = "",
         width: float | None = None,
         height: float | None = None,
-        steps: float = DEFAULT_STEPS,
-        guidance: float = DEFAULT_GUIDANCE,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
         high_noise_frac: float = DEFAULT_HIGH_NOISE_FRAC,
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
@@ -184,8 +184,8 @@ class DemoHandlers:
         strength: float | None = None,
         width: float | None = None,
         height: float | None = None,
-        steps: float = DEFAULT_STEPS,
-        guidance: float = DEFAULT_GUIDANCE,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
@@ -203,8 +203,8 @@ class DemoHandlers:
         strength: float | None = None,
         width: float | None = None,
         height: float | None = None,
-        steps: float = DEFAULT_STEPS,
-        guidance: float = DEFAULT_GUIDANCE,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,

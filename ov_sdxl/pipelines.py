@@ -6,6 +6,7 @@
     pipes.img2img     # OVStableDiffusionXLImg2ImgPipeline over the *same* loaded base models
     pipes.refiner     # OVStableDiffusionXLImg2ImgPipeline; text_encoder_2 and VAE taken from the base if identical
     pipes.prepare("base", height=1024, width=1024, num_images=1, guidance=True)  # reshapes only what changed
+    pipes.on_load = callback  # called with each pipeline as it loads (textual inversion gives it its tokens)
 
 Sharing works at the level of optimum's pipeline parts: one ``OVPipelinePart`` (one ``ov.Model`` and one
 compiled model) is set on several pipelines, so nothing is read or compiled twice.
@@ -14,6 +15,7 @@ compiled model) is set on several pipelines, so nothing is read or compiled twic
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ov_sdxl.errors import CorruptModelError, DeviceNotAvailableError
@@ -62,6 +64,18 @@ class PipelineSet:
         self._pipes: dict[str, Any] = {}
         self._shapes: dict[int, tuple] = {}  # id(part) -> (batch, spatial) it is shaped for
         self._f32_decoders: dict[int, Any] = {}  # id(vae_decoder part) -> that decoder compiled in f32
+        self.on_load: Callable[[Any], None] | None = None  # called with each new pipeline (textual inversion)
+
+    @property
+    def loaded(self) -> list[Any]:
+        """The pipelines loaded so far."""
+        return list(self._pipes.values())
+
+    def _ready(self, name: str, pipe: Any) -> Any:
+        if self.on_load is not None:
+            self.on_load(pipe)
+        self._pipes[name] = pipe
+        return pipe
 
     def _load(self, cls: Any, path: Any, **models: Any) -> Any:
         try:
@@ -84,7 +98,7 @@ class PipelineSet:
             from optimum.intel import OVStableDiffusionXLPipeline
 
             log.info("loading the base from %s on %s", self.layout.base, self.device)
-            self._pipes["base"] = self._load(OVStableDiffusionXLPipeline, self.layout.base)
+            self._ready("base", self._load(OVStableDiffusionXLPipeline, self.layout.base))
         return self._pipes["base"]
 
     @property
@@ -109,7 +123,7 @@ class PipelineSet:
             )
             _share(pipe, base, [name for name in BASE_PARTS if name in models])
             pipe.set_progress_bar_config(disable=True)
-            self._pipes["img2img"] = pipe
+            self._ready("img2img", pipe)
         return self._pipes["img2img"]
 
     @property
@@ -132,7 +146,7 @@ class PipelineSet:
             pipe = self._load(OVStableDiffusionXLImg2ImgPipeline, self.layout.refiner, **models)
             if shared:
                 _share(pipe, base, shared)
-            self._pipes["refiner"] = pipe
+            self._ready("refiner", pipe)
         return self._pipes["refiner"]
 
     def decode_f32(self, pipe: Any, latents: Any) -> Any:

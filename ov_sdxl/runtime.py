@@ -6,6 +6,7 @@
     result.images[0].save("out.png"); result.seed; result.timings
     runtime.base_then_refiner("a lighthouse at dusk", high_noise_frac=0.8)
     runtime.refine("touch up", image=PIL.Image.open("photo.png"), strength=0.3)
+    SDXLRuntime.from_dir("models/sdxl", embeddings=("neg.safetensors:<neg>",), watermark=True)  # embeddings.py...
 
 Every task goes through ``generate(params, progress=..., cancel=...)``: ``progress(stage, step, total)`` is called
 after each denoising step and setting the ``cancel`` event stops the run within one step (GenerationCancelled).
@@ -25,12 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ov_sdxl.config import GenerationParams, Mode, Precision, RuntimeConfig
+from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationParams, Mode, Precision, RuntimeConfig
 from ov_sdxl.decode import decode_latents
+from ov_sdxl.embeddings import Embedding, EmbeddingSet, EmbeddingSpec
 from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, ModelNotFoundError
 from ov_sdxl.layout import ModelLayout
+from ov_sdxl.model_info import ModelInfo
 from ov_sdxl.pipelines import PipelineSet, check_device
 from ov_sdxl.schedulers import make_scheduler
+from ov_sdxl.watermark import WATERMARK_METADATA, Watermarker
 from ov_sdxl.weighting import CHUNK, chunk_count, encode, needs_embeddings
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,7 @@ class GenerationResult:
     model: str = ""
     base_images: list[Any] = field(default_factory=list)  # base+refiner with keep_base_images: the base's own
     notes: list[str] = field(default_factory=list)  # what the user should know (a VAE re-run in f32)
+    extra: dict[str, str] = field(default_factory=dict)  # runtime settings that shaped the images (embeddings...)
 
     def metadata(self) -> dict[str, str]:
         """Everything needed to reproduce the images, as text (PNG metadata, display)."""
@@ -60,6 +65,7 @@ class GenerationResult:
             "width": str(self.width),
             "height": str(self.height),
             "model": self.model,
+            **self.extra,
         }
 
 
@@ -69,14 +75,31 @@ class SDXLRuntime:
     def __init__(self, config: RuntimeConfig):
         self.config = config
         self.layout = ModelLayout.open(config.model_dir)
+        self.model_info = ModelInfo.from_manifest(self.layout.manifest)  # None unless a few-step model
         check_device(config.device)
         self.pipelines = PipelineSet(self.layout, config.device, self._ov_config(), config.static_shapes)
         self._lock = threading.Lock()
         self._schedulers: dict[int, Any] = {}  # each pipeline's own scheduler, the base of named ones
+        self._watermarker = Watermarker() if config.watermark else None
+        self._embeddings = EmbeddingSet(self.layout.base)
+        self.pipelines.on_load = self._embeddings.apply
+        for spec in config.embeddings:
+            self.load_embedding(spec.path, spec.token)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, device: str = "CPU", **options: Any) -> SDXLRuntime:
         return cls(RuntimeConfig(model_dir=model_dir, device=device, **options))
+
+    def load_embedding(self, path: str | Path, token: str | None = None) -> Embedding:
+        """Add an SDXL textual-inversion embedding; its token (default ``<file stem>``) then works in every prompt
+        of every mode. Only the text encoders are recompiled (see embeddings.py)."""
+        with self._lock:
+            return self._embeddings.load(EmbeddingSpec(path, token), self.pipelines.loaded)
+
+    @property
+    def embeddings(self) -> list[Embedding]:
+        """The loaded embeddings, in order: ``token``, ``path``, ``count`` (vectors), ``describe()``."""
+        return list(self._embeddings.items)
 
     def _ov_config(self) -> dict[str, str]:
         ov_config = {"PERFORMANCE_HINT": "LATENCY"}
@@ -94,13 +117,41 @@ class SDXLRuntime:
 
     @functools.cached_property
     def native_size(self) -> tuple[int, int]:
-        """(width, height) the base was trained at: the UNet's sample size times the VAE's downscaling."""
+        """(width, height) the base was trained at: the UNet's sample size times the VAE's downscaling, or a
+        few-step model's own (SDXL-Turbo: 512x512)."""
         import json
 
-        unet = json.loads((self.layout.base / "unet" / "config.json").read_text(encoding="utf-8"))
+        if self.model_info is not None and self.model_info.native_size is not None:
+            return self.model_info.native_size
         vae = json.loads((self.layout.base / "vae_decoder" / "config.json").read_text(encoding="utf-8"))
-        side = unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
+        side = self._unet_config["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
         return side, side
+
+    @functools.cached_property
+    def _unet_config(self) -> dict[str, Any]:
+        import json
+
+        return json.loads((self.layout.base / "unet" / "config.json").read_text(encoding="utf-8"))
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """What a request that does not say runs with: steps, guidance and scheduler (None: the model's own)."""
+        info = self.model_info
+        if info is None:
+            return {"steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "scheduler": None}
+        return {"steps": info.steps, "guidance": info.guidance, "scheduler": info.scheduler}
+
+    def resolve(self, params: GenerationParams) -> tuple[GenerationParams, list[str]]:
+        """``params`` with what was not given set to this model's defaults, and notes on what the user gave
+        that this (few-step) model is not made for. Nothing the user gave is changed."""
+        resolved = params.with_defaults(**self.defaults)
+        notes = []
+        if self.model_info is not None:
+            embedded = self._unet_config.get("time_cond_proj_dim") is not None
+            notes = self.model_info.check(resolved.steps, resolved.guidance, embedded_guidance=embedded)
+        for note in notes:
+            log.warning("%s", note)
+        return resolved, notes
 
     # -- tasks -----------------------------------------------------------------------------------------------
     def text2img(self, prompt: str, **kw: Any) -> GenerationResult:
@@ -130,10 +181,18 @@ class SDXLRuntime:
                 f"mode {params.mode.value} needs a refiner, and {self.layout.root} has none; "
                 "convert with --refiner stabilityai/stable-diffusion-xl-refiner-1.0"
             )
+        params, notes = self.resolve(params)
         width, height = self._size(params)
         self.config.check_limits(width, height, params.steps, params.num_images)
+        if self._watermarker is not None:
+            self._watermarker.check_size(width, height)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
-        run = _Run(params, width, height, torch.Generator("cpu").manual_seed(seed), _Steps(progress, cancel))
+        generator = torch.Generator("cpu").manual_seed(seed)
+        run = _Run(self._embeddings.canonical_params(params), width, height, generator, _Steps(progress, cancel))
+        run.notes.extend(notes)
+        for note in self._embeddings.notes(params):
+            log.warning("%s", note)
+            run.notes.append(note)
         runner = {
             Mode.TEXT2IMG: self._run_text2img,
             Mode.IMG2IMG: self._run_img2img,
@@ -154,6 +213,7 @@ class SDXLRuntime:
             model=str(self.layout.root),
             base_images=run.base_images,
             notes=run.notes,
+            extra={**self._embeddings.metadata(), **(WATERMARK_METADATA if self._watermarker else {})},
         )
 
     def _size(self, params: GenerationParams) -> tuple[int, int]:
@@ -175,10 +235,20 @@ class SDXLRuntime:
         if needs_embeddings(loaded, params):  # weighted or long prompts: embeddings computed here, in windows
             run.chunks = chunk_count(loaded, params)
         tokens = (CHUNK + 2) * (run.chunks or 1)
-        pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, params.guidance > 1, tokens)
-        original = self._schedulers.setdefault(id(pipe), pipe.scheduler)
+        # classifier-free guidance doubles the UNet batch, unless the UNet takes guidance as an input (LCM)
+        cfg = params.guidance > 1 and getattr(loaded.unet.config, "time_cond_proj_dim", None) is None
+        pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, cfg, tokens)
+        original = self._schedulers.setdefault(id(pipe), self._own_scheduler(name, pipe.scheduler))
         pipe.scheduler = make_scheduler(params.scheduler, original)
         return pipe
+
+    def _own_scheduler(self, name: str, scheduler: Any) -> Any:
+        """The pipeline's scheduler, with the base UNet's prediction type when the model info names one (the
+        1-step SDXL-Lightning predicts the sample), so that every named scheduler built from it uses it too."""
+        prediction = self.model_info.prediction_type if self.model_info is not None else None
+        if prediction is None or name == "refiner":
+            return scheduler
+        return scheduler.__class__.from_config(scheduler.config, prediction_type=prediction)
 
     def _call(self, stage: str, pipe: Any, run: _Run, **kwargs: Any) -> Any:
         """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own."""
@@ -253,6 +323,8 @@ class SDXLRuntime:
         images, note = decode_latents(pipe, latents, fallback)
         if note:
             run.notes.append(note)
+        if self._watermarker is not None:
+            images = self._watermarker.apply(images)
         run.timings[timing] = time.monotonic() - started
         return images
 

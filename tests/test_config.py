@@ -41,8 +41,8 @@ def test_generation_params_rules(kwargs, message):
 
 
 def test_generation_params_defaults_follow_sdxl():
-    params = GenerationParams(prompt="")
-    assert (params.guidance, params.width, params.height, params.scheduler) == (5.0, None, None, None)
+    params = GenerationParams(prompt="")  # None: the runtime fills in the model's own (30 steps, guidance 5.0)
+    assert (params.steps, params.guidance, params.width, params.height, params.scheduler) == (None,) * 5
     assert GenerationParams(prompt="x", mode="img2img", image=IMAGE).strength == 0.6
     assert GenerationParams(prompt="x", mode=Mode.REFINE, image=IMAGE).strength == 0.3
     assert GenerationParams(prompt="x", mode="base+refiner").high_noise_frac == 0.8
