@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ov_sdxl.resources import ReleaseMappedPages
+
 log = logging.getLogger("ov_sdxl.export_part")
 
 # which pipeline component holds each exported sub-model's weights
@@ -172,57 +174,6 @@ class _TraceSize:
         return name == "image_size" or self._inner.has_attribute(name)
 
 
-class _ReleaseMappedPages:
-    """While a sub-model is read from memory-mapped files, give the pages already read back to the system.
-
-    Weights are memory-mapped (the source's safetensors while exporting, the written IR while compressing), and
-    every page read stays resident: the UNet's 5.1 GB of fp16 next to what is built from it. Once a second,
-    ``madvise(MADV_DONTNEED)`` drops the mapped pages of ``paths`` from this process; a page touched again is read
-    back from the file (usually still in the page cache). Only mappings with no copy-on-write pages are released,
-    so a weight changed in place (a fused LoRA) is never lost.
-    """
-
-    def __init__(self, paths: list[Path]):
-        self.paths, self.stop = {str(p.resolve()) for p in paths}, None
-
-    def _clean_ranges(self) -> list[tuple[int, int]]:
-        ranges, current = [], None
-        with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
-            for line in smaps:
-                head = line.split(maxsplit=5)
-                if "-" in head[0] and len(head) >= 5:  # a mapping's header line
-                    current = None
-                    if len(head) == 6 and head[5].strip() in self.paths:
-                        start, end = head[0].split("-")
-                        current = (int(start, 16), int(end, 16))
-                elif current is not None and head[0] == "Anonymous:":
-                    if int(head[1]) == 0:
-                        ranges.append(current)
-                    current = None
-        return ranges
-
-    def _loop(self) -> None:
-        import ctypes
-
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        while not self.stop.wait(1.0):
-            for start, end in self._clean_ranges():
-                madvise(start, end - start, 4)  # MADV_DONTNEED
-
-    def __enter__(self) -> _ReleaseMappedPages:
-        import threading
-
-        if sys.platform.startswith("linux") and self.paths:
-            self.stop = threading.Event()
-            threading.Thread(target=self._loop, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stop is not None:
-            self.stop.set()
-
-
 def _weight_files(job: ExportJob, component: str) -> list[Path]:
     if job.checkpoint:
         return [Path(job.checkpoint)]
@@ -236,7 +187,7 @@ def _compress(xml: Path, weights: str) -> None:
 
     started = time.monotonic()
     tmp = xml.with_name("compressed.xml")
-    with _ReleaseMappedPages([xml.with_suffix(".bin")]):
+    with ReleaseMappedPages([xml.with_suffix(".bin")]):
         model = ov.Core().read_model(xml)
         model = _weight_only_quantization(model, dict(QUANTIZATION[weights]))
         ov.save_model(model, tmp, compress_to_fp16=False)
@@ -275,7 +226,7 @@ def run(job: ExportJob) -> None:
             module.save_config(output / part)
         else:
             module.config.save_pretrained(output / part)
-        with _ReleaseMappedPages(_weight_files(job, COMPONENT[part])):
+        with ReleaseMappedPages(_weight_files(job, COMPONENT[part])):
             export_models(
                 models_and_export_configs=chosen,
                 output_dir=output,

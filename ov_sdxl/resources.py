@@ -4,6 +4,7 @@
     parse_size("8GB")                                   # 8_000_000_000 (also 8G, 7.5GiB, 512MB, a plain number)
     check_free(memory=6e9, disk=9e9, folder=Path("models"), max_memory=8e9)   # raises InsufficientResourcesError
     peak = run_watched([sys.executable, "-m", "ov_sdxl.export_part", "job.json"], limit=8e9)
+    with ReleaseMappedPages([Path("unet/openvino_model.bin")]): ...   # read pages of that file given back
 
 ``run_watched`` samples the resident memory of the child and all of its descendants (the whole process tree,
 shared pages counted once) every few tenths of a second; over ``limit`` it stops the tree and raises, so
@@ -16,6 +17,7 @@ import logging
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -155,3 +157,54 @@ def _stop(child: subprocess.Popen) -> None:
             continue
     child.kill()
     child.wait()
+
+
+class ReleaseMappedPages:
+    """While a sub-model is read from memory-mapped files, give the pages already read back to the system.
+
+    Weights are memory-mapped (the source's safetensors while exporting, the written IR while compressing), and
+    every page read stays resident: the UNet's 5.1 GB of fp16 next to what is built from it. Once a second,
+    ``madvise(MADV_DONTNEED)`` drops the mapped pages of ``paths`` from this process; a page touched again is read
+    back from the file (usually still in the page cache). Only mappings with no copy-on-write pages are released,
+    so a weight changed in place (a fused LoRA) is never lost.
+    """
+
+    def __init__(self, paths: list[Path]):
+        self.paths, self.stop = {str(p.resolve()) for p in paths}, None
+
+    def _clean_ranges(self) -> list[tuple[int, int]]:
+        ranges, current = [], None
+        with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
+            for line in smaps:
+                head = line.split(maxsplit=5)
+                if "-" in head[0] and len(head) >= 5:  # a mapping's header line
+                    current = None
+                    if len(head) == 6 and head[5].strip() in self.paths:
+                        start, end = head[0].split("-")
+                        current = (int(start, 16), int(end, 16))
+                elif current is not None and head[0] == "Anonymous:":
+                    if int(head[1]) == 0:
+                        ranges.append(current)
+                    current = None
+        return ranges
+
+    def _loop(self) -> None:
+        import ctypes
+
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        while not self.stop.wait(1.0):
+            for start, end in self._clean_ranges():
+                madvise(start, end - start, 4)  # MADV_DONTNEED
+
+    def __enter__(self) -> ReleaseMappedPages:
+        import threading
+
+        if sys.platform.startswith("linux") and self.paths:
+            self.stop = threading.Event()
+            threading.Thread(target=self._loop, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stop is not None:
+            self.stop.set()

@@ -87,7 +87,7 @@ def test_lora_is_fused_as_diffusers_fuses_it(kind, tiny_sources, tmp_path):
     pipe = StableDiffusionXLPipeline.from_pretrained(base, add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
     plain = torch_image(pipe)
-    pipe.load_lora_weights(str(lora))
+    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
     pipe.fuse_lora(lora_scale=0.8)
     fused = torch_image(pipe)
 
