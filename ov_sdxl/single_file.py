@@ -23,30 +23,28 @@ touched (an old non-zip pickle cannot be mapped and is read whole).
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import logging
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ov_sdxl.errors import ConfigError, ModelNotFoundError
+from ov_sdxl.sdxl_configs import (  # noqa: F401 - default_config_dir and write_config_folder are re-exported
+    CLASSES,
+    PARTS,
+    PIPELINES,
+    check_part,
+    default_config_dir,
+    tokenizers,
+    write_config_folder,
+)
 
 log = logging.getLogger(__name__)
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-PARTS = {"base": ("unet", "vae", "text_encoder", "text_encoder_2"), "refiner": ("unet", "vae", "text_encoder_2")}
-PIPELINES = {"base": "StableDiffusionXLPipeline", "refiner": "StableDiffusionXLImg2ImgPipeline"}
-CLASSES = {
-    "unet": ("diffusers", "UNet2DConditionModel"),
-    "vae": ("diffusers", "AutoencoderKL"),
-    "text_encoder": ("transformers", "CLIPTextModel"),
-    "text_encoder_2": ("transformers", "CLIPTextModelWithProjection"),
-}
-TOKENIZER_PADS = {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"}  # as the real base and refiner ship them
 UNET_PREFIX, VAE_PREFIX = "model.diffusion_model.", "first_stage_model."
 CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
 OPEN_CLIP_G_PREFIX = {"base": "conditioner.embedders.1.model.", "refiner": "conditioner.embedders.0.model."}
@@ -89,7 +87,7 @@ def load_component(
 
     ``torch_dtype`` None means float32, as diffusers' loaders; the weights must fit the config exactly.
     """
-    _check_part(stage, part)
+    check_part(stage, part)
     ckpt = _Checkpoint(checkpoint, allow_pickle)
     _check_stage(ckpt, stage)
     folder = Path(config_dir) if config_dir is not None else default_config_dir(stage)
@@ -120,10 +118,10 @@ def write_pipeline_folder(
     model_index.json, the scheduler and the tokenizers come from the config folder. ``parts`` limits the weights
     written (e.g. one per process); the other files are always written. Existing files in ``dest`` are replaced.
     """
-    _check_part(stage)
+    check_part(stage)
     parts = PARTS[stage] if parts is None else tuple(parts)
     for part in parts:
-        _check_part(stage, part)
+        check_part(stage, part)
     _check_stage(_Checkpoint(checkpoint, allow_pickle), stage)
     folder = Path(config_dir) if config_dir is not None else default_config_dir(stage)
     index_file = folder / "model_index.json"
@@ -135,7 +133,7 @@ def write_pipeline_folder(
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(index_file, dest / "model_index.json")
-    for name in ("scheduler", *_tokenizers(stage)):
+    for name in ("scheduler", *tokenizers(stage)):
         if not (folder / name).is_dir():
             raise ModelNotFoundError(f"config folder {folder} has no {name}/ folder")
         shutil.copytree(folder / name, dest / name, dirs_exist_ok=True)
@@ -145,65 +143,6 @@ def write_pipeline_folder(
         model.save_pretrained(dest / part)
         del model
         gc.collect()
-    return dest
-
-
-def default_config_dir(stage: str) -> Path:
-    """The shipped SDXL 1.0 config folder of ``stage``, written once into the cache (``$XDG_CACHE_HOME``)."""
-    from ov_sdxl.synthetic import reference
-
-    _check_part(stage)
-    digest = hashlib.sha256(json.dumps(reference()[stage], sort_keys=True).encode()).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ov-sdxl" / "single-file-config"
-    folder = cache / f"sdxl-{stage}-{digest}"
-    if (folder / "model_index.json").is_file():
-        return folder
-    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    write_config_folder(stage, partial)
-    try:
-        partial.rename(folder)
-    except OSError:  # another process finished first
-        shutil.rmtree(partial, ignore_errors=True)
-        if not (folder / "model_index.json").is_file():
-            raise
-    return folder
-
-
-def write_config_folder(stage: str, dest: str | Path) -> Path:
-    """Write a diffusers folder without weights from the shipped reference: configs, scheduler, tokenizers."""
-    import diffusers
-    from transformers import CLIPTextConfig
-
-    from ov_sdxl.synthetic import reference
-    from ov_sdxl.testing import write_clip_tokenizer
-
-    _check_part(stage)
-    ref, dest = reference()[stage], Path(dest)
-    version = {"_diffusers_version": diffusers.__version__}
-
-    def plain(part: str) -> dict[str, Any]:
-        return {k: v for k, v in ref[part].items() if not k.startswith("_")}
-
-    def write(path: Path, data: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-    none = [None, None]
-    index = {"_class_name": PIPELINES[stage], **version, **plain("model_index"), "text_encoder": none}
-    index |= {"feature_extractor": none, "image_encoder": none, "tokenizer": none}
-    index["scheduler"] = ["diffusers", ref["scheduler"]["_class_name"]]
-    write(dest / "scheduler" / "scheduler_config.json", {**ref["scheduler"], **version})
-    for part in PARTS[stage]:
-        library, name = index[part] = list(CLASSES[part])
-        if library == "diffusers":
-            write(dest / part / "config.json", {"_class_name": name, **version, **plain(part)})
-        else:
-            CLIPTextConfig(**plain(part)).save_pretrained(dest / part)
-    for name in _tokenizers(stage):
-        index[name] = ["transformers", "CLIPTokenizer"]
-        write_clip_tokenizer(dest / name, pad_token=TOKENIZER_PADS[name])
-    write(dest / "model_index.json", index)
     return dest
 
 
@@ -317,17 +256,6 @@ def _describe(shapes: dict[str, tuple[int, ...]]) -> str:
     families = [family for prefix, family in OTHER_FAMILIES.items() if any(k.startswith(prefix) for k in shapes)]
     looks = f"it looks like {families[0]}; " if families else ""
     return f"{looks}no SDXL text encoders under conditioner.embedders.*; its keys: {found}"
-
-
-def _check_part(stage: str, part: str | None = None) -> None:
-    if stage not in PARTS:
-        raise ConfigError(f"stage {stage!r} is not one of: {', '.join(PARTS)}")
-    if part is not None and part not in PARTS[stage]:
-        raise ConfigError(f"part {part!r} is not one of the SDXL {stage}'s: {', '.join(PARTS[stage])}")
-
-
-def _tokenizers(stage: str) -> tuple[str, ...]:
-    return ("tokenizer", "tokenizer_2") if stage == "base" else ("tokenizer_2",)
 
 
 def _check_stage(ckpt: _Checkpoint, stage: str) -> None:
