@@ -149,6 +149,41 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     _add_embeddings_and_watermark(p)
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.bench import DEFAULT_CACHE, DEFAULT_SYNTHETIC, MODES, QUICK_STEPS, STEPS, TORCH_STEPS
+    from ov_sdxl.bench_contenders import CONTENDERS
+    from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC
+
+    p = sub.add_parser("bench", help="measure generation speed and memory against diffusers and optimum-intel")
+    p.add_argument("--mode", default="text2img", choices=MODES)
+    p.add_argument("--width", type=int, help="default: the model's native size (1024 for SDXL); --quick: 512")
+    p.add_argument("--height", type=int)
+    p.add_argument("--steps", type=int, help=f"default {STEPS}; --quick: {QUICK_STEPS}")
+    p.add_argument(
+        "--torch-steps",
+        type=int,
+        help=f"diffusers PyTorch runs at most this many steps, extrapolated to --steps (default {TORCH_STEPS})",
+    )
+    p.add_argument("--high-noise-frac", type=float, default=DEFAULT_HIGH_NOISE_FRAC, help="base+refiner hand-off")
+    p.add_argument("--quick", action="store_true", help="512x512 and a few steps")
+    p.add_argument("--contenders", nargs="+", metavar="NAME", help=f"default: all of {', '.join(CONTENDERS)}")
+    p.add_argument("--model", type=Path, help="a converted model to measure (default: the synthetic full-size SDXL)")
+    p.add_argument(
+        "--torch-source",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="with --model: the diffusers folders (base [refiner]) it came from, for the PyTorch contenders",
+    )
+    p.add_argument("--tiny", action="store_true", help="the tiny random model instead (checks the harness quickly)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="converted models and compiled-model cache")
+    p.add_argument("--synthetic", type=Path, default=DEFAULT_SYNTHETIC, help="the synthetic SDXL's sources")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeat", type=int, default=1, help="warm images measured per contender (median)")
+    p.add_argument("--json", type=Path, help="also write every figure, the machine and the settings as JSON")
+    p.add_argument("--chart", type=Path, help="also draw a PNG chart (needs matplotlib: ov-sdxl[notebooks])")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ov-sdxl", description="Stable Diffusion XL on Intel CPUs and GPUs with OpenVINO")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
@@ -161,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--weights", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
     p.add_argument("--overwrite", action="store_true")
+    _add_bench(sub)
     p = sub.add_parser("bench-convert", help="measure conversion time and peak memory against optimum-cli")
     p.add_argument("--base", help="source of the base (default: the synthetic full-size SDXL, built once)")
     p.add_argument("--refiner", help="source of the refiner (with --base)")

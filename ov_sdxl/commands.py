@@ -230,6 +230,12 @@ def _compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from ov_sdxl.bench import main
+
+    return main(args)
+
+
 def _bench_convert(args: argparse.Namespace) -> int:
     from ov_sdxl.convert_bench import main
 
@@ -237,6 +243,7 @@ def _bench_convert(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "bench": _bench,
     "bench-convert": _bench_convert,
     "convert": _convert,
     "generate": _generate,
