@@ -47,7 +47,7 @@ class ConvertResult:
     skipped: bool  # True when the output was already complete and nothing was done
     seconds: float
     peak_rss: int = 0  # the largest process-tree RSS of any export child, in bytes
-    parts: tuple[dict[str, Any], ...] = ()  # per exported sub-model group: stage, parts, seconds, peak_rss, reused
+    parts: tuple[dict[str, Any], ...] = ()  # per exported sub-model group: stage, parts, seconds, peak_rss
 
 
 # -- the partial folder: what is finished, checked by hash ---------------------------------------------------------
@@ -77,6 +77,10 @@ class _Progress:
         recorded = self.done.get(f"{stage}/{part}")
         folder = self.path.parent / stage / part
         return bool(recorded) and folder.is_dir() and _files_of(folder) == recorded
+
+    def hashes(self) -> dict[str, str]:
+        """The recorded sha256 of every finished sub-model's files, by path relative to the partial folder."""
+        return {f"{key}/{name}": digest for key, files in self.done.items() for name, digest in files.items()}
 
     def record(self, stage: str, part: str) -> None:
         self.done[f"{stage}/{part}"] = _files_of(self.path.parent / stage / part)
@@ -249,7 +253,7 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
         extra["loras"] = manifest_entry(list(config.loras))
     if config.few_step is not None:
         extra["model_info"] = config.few_step.manifest_entry()
-    write_manifest(partial, sources=labels, weights=config.weights.value, extra=extra)
+    write_manifest(partial, sources=labels, weights=config.weights.value, extra=extra, known=progress.hashes())
     if output.exists():
         retired = output.parent / f".{output.name}.retired-{os.getpid()}"
         os.replace(output, retired)

@@ -52,18 +52,25 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def describe_files(root: Path) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of every file below ``root``, keyed by POSIX relative path."""
+def describe_files(root: Path, known: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file below ``root``, keyed by POSIX relative path; ``known`` gives hashes already
+    computed in this run (relative path -> sha256), which are not computed again."""
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if rel == MANIFEST_NAME:
             continue
-        files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        files[rel] = {"size": path.stat().st_size, "sha256": (known or {}).get(rel) or sha256_file(path)}
     return files
 
 
-def write_manifest(root: Path, sources: dict[str, str | None], weights: str, extra: dict[str, Any] | None = None):
+def write_manifest(
+    root: Path,
+    sources: dict[str, str | None],
+    weights: str,
+    extra: dict[str, Any] | None = None,
+    known: dict[str, str] | None = None,
+):
     """Write the manifest for a finished export in ``root`` (atomically: temp file, then rename)."""
     import datetime
 
@@ -74,7 +81,7 @@ def write_manifest(root: Path, sources: dict[str, str | None], weights: str, ext
         "weights": weights,
         "versions": library_versions(),
         **(extra or {}),
-        "files": describe_files(root),
+        "files": describe_files(root, known),
     }
     tmp = root / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
