@@ -51,6 +51,8 @@ def _optimum_cli(sources: dict[str, Path], weights: str, work: Path) -> list[dic
         out = work / f"optimum-{stage}"
         command = [str(executable), "export", "openvino", "--model", str(source), "--task", TASKS[stage]]
         command += ["--weight-format", weights, str(out)]
+        if weights == "int4":  # as ov-sdxl: layers narrower than a group (SDXL's 320-wide time embedding) adjust it;
+            command[-1:-1] = ["--group-size-fallback", "adjust"]  # optimum-cli's default refuses them with an error
         log.info("optimum-cli: %s", " ".join(command))
         watched = run_watched(command)
         if watched.returncode != 0:
