@@ -52,10 +52,19 @@ class WeightFormat(str, Enum):
     FP16 = "fp16"
     INT8 = "int8"
     INT4 = "int4"
+    HYBRID_INT8 = "hybrid-int8"  # UNet: int8 weights and int8 activations (NNCF hybrid, calibrated); others int8
 
     @property
     def is_compressed(self) -> bool:
-        return self in (WeightFormat.INT8, WeightFormat.INT4)
+        return self in (WeightFormat.INT8, WeightFormat.INT4, WeightFormat.HYBRID_INT8)
+
+
+class Preset(str, Enum):
+    """Speed against exactness at run time (see presets.py); each expects weights of the matching conversion."""
+
+    QUALITY = "quality"  # fp16/fp32 weights, the math unchanged apart from bf16 where the hardware has it
+    BALANCED = "balanced"  # int8 (or int4) weights, the same runtime
+    FAST = "fast"  # hybrid-int8 weights, and classifier-free guidance only in the early steps
 
 
 class Precision(str, Enum):
@@ -96,9 +105,18 @@ class ConvertConfig:
     allow_pickle: bool = False  # single-file .ckpt sources: unpickling can run code, so only when asked
     single_file_config: Path | None = None  # a diffusers folder whose configs describe a single-file source
     max_memory: int | None = None  # bytes the conversion's processes may use at once; None: what is free
+    calibration_prompts: Path | None = None  # hybrid-int8: a text file, one prompt per line; None: the shipped ones
 
     def __post_init__(self) -> None:
         _set(self, "weights", _enum(WeightFormat, self.weights, "weight format"))
+        if self.calibration_prompts is not None:
+            if self.weights is not WeightFormat.HYBRID_INT8:
+                raise ConfigError(
+                    f"--calibration-prompts is only used by --weights hybrid-int8, not {self.weights.value}"
+                )
+            _set(self, "calibration_prompts", Path(self.calibration_prompts))
+            if not self.calibration_prompts.is_file():
+                raise ConfigError(f"--calibration-prompts {self.calibration_prompts}: no such file")
         from ov_sdxl.lora import LoraSpec
 
         loras = self.loras if isinstance(self.loras, (list, tuple)) else [self.loras]
@@ -135,10 +153,13 @@ class RuntimeConfig:
     use_cache: bool = True
     embeddings: tuple[EmbeddingSpec, ...] = ()  # textual inversion: "FILE.safetensors[:TOKEN]", paths or specs
     watermark: bool = False  # SDXL's invisible watermark in every image (needs invisible-watermark)
+    preset: Preset | None = None  # None: the one that matches the model's weights (presets.py)
 
     def __post_init__(self) -> None:
         _set(self, "model_dir", Path(self.model_dir))
         _set(self, "precision", _enum(Precision, self.precision, "precision"))
+        if self.preset is not None:
+            _set(self, "preset", _enum(Preset, self.preset, "preset"))
         if not isinstance(self.device, str) or not self.device.strip():
             raise ConfigError(f"device must be a name such as CPU, GPU, GPU.1 or AUTO, got {self.device!r}")
         _set(self, "device", self.device.strip().upper())
