@@ -36,7 +36,18 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", required=True, help="SDXL base: hub id, diffusers folder or single .safetensors file")
     p.add_argument("--refiner", help="SDXL refiner: hub id, diffusers folder or single .safetensors file")
     p.add_argument("--output", required=True, type=Path, help="model folder to create")
-    p.add_argument("--weights", default="fp16", choices=["fp32", "fp16", "int8", "int4"], help="default: fp16")
+    p.add_argument(
+        "--weights",
+        default="fp16",
+        choices=["fp32", "fp16", "int8", "int4", "hybrid-int8"],
+        help="default: fp16; hybrid-int8: int8 weights, and int8 activations in the UNet (calibrated offline)",
+    )
+    p.add_argument(
+        "--calibration-prompts",
+        type=Path,
+        metavar="FILE",
+        help="hybrid-int8: the prompts to calibrate the UNet on, one per line (default: the ones shipped)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     p.add_argument(
         "--lora",
@@ -101,11 +112,17 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-shapes", action="store_true", help="skip static reshaping (no recompile per size)")
     p.add_argument("--max-pixels", type=int, default=2048 * 2048, help="refuse larger images; default 2048x2048")
     p.add_argument("--output", type=Path, default=Path("out.png"), help="PNG path; several images are numbered")
-    _add_embeddings_and_watermark(p)
+    _add_runtime_options(p)
 
 
-def _add_embeddings_and_watermark(p: argparse.ArgumentParser) -> None:
-    """Runtime options of generate and demo: textual-inversion embeddings and SDXL's invisible watermark."""
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """Runtime options of generate and demo: the preset, textual-inversion embeddings, the invisible watermark."""
+    p.add_argument(
+        "--preset",
+        choices=["quality", "balanced", "fast"],
+        help="quality (fp16 weights), balanced (int8) or fast (hybrid-int8, guidance in the early steps only); "
+        "each runs the weights of its conversion (convert --weights); default: the model's own",
+    )
     p.add_argument(
         "--embedding",
         action="append",
@@ -146,7 +163,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=7860, help="default 7860")
     p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link")
     p.add_argument("--max-queue", type=int, default=16, help="requests that may wait; more are told to retry")
-    _add_embeddings_and_watermark(p)
+    _add_runtime_options(p)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

@@ -45,6 +45,7 @@ def _convert(args: argparse.Namespace) -> int:
         allow_pickle=args.allow_pickle,
         single_file_config=args.single_file_config,
         max_memory=parse_size(args.max_memory) if args.max_memory else None,
+        calibration_prompts=args.calibration_prompts,
     )
     result = convert_models(config)  # the export runs in child processes, which keep their own output quiet
     print(f"{'already converted' if result.skipped else 'converted'}: {result.output}")
@@ -87,6 +88,7 @@ def _generate(args: argparse.Namespace) -> int:
             static_shapes=not args.dynamic_shapes,
             embeddings=tuple(args.embedding),
             watermark=args.watermark,
+            preset=args.preset,
         )
     )
     with _ProgressBar() as bar:
@@ -97,7 +99,8 @@ def _generate(args: argparse.Namespace) -> int:
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     used = result.params  # what ran: the model's defaults where nothing was given
     print(
-        f"seed {result.seed}, {result.width}x{result.height}, {used.steps} steps, guidance {used.guidance:g}, {timing}"
+        f"seed {result.seed}, {result.width}x{result.height}, {used.steps} steps, guidance {used.guidance:g}, "
+        f"preset {runtime.preset.preset.value}, {timing}"
     )
     return EXIT_OK
 
@@ -147,7 +150,13 @@ def _demo(args: argparse.Namespace) -> int:
             _quiet_loading_bars()
         build_tiny_model(model)  # about a minute the first time, then nothing
     runtime = SDXLRuntime(
-        RuntimeConfig(model_dir=model, device=args.device, embeddings=tuple(args.embedding), watermark=args.watermark)
+        RuntimeConfig(
+            model_dir=model,
+            device=args.device,
+            embeddings=tuple(args.embedding),
+            watermark=args.watermark,
+            preset=args.preset,
+        )
     )
     from ov_sdxl.demo import build_demo, launch_demo  # imports Gradio: only this command needs it
 

@@ -77,7 +77,8 @@ def build_demo(
         refiner = "base + refiner" if has_refiner else "base only (no refiner)"
         gr.Markdown(
             f"## Stable Diffusion XL on OpenVINO\nModel `{runtime.layout.root}` ({refiner}) on device "
-            f"**{runtime.config.device}**, native size {size_label(*native)}." + _few_step_line(runtime.model_info),
+            f"**{runtime.config.device}**, native size {size_label(*native)}, preset **{runtime.preset.preset.value}**"
+            f"{_guidance_note(runtime.preset)}." + _few_step_line(runtime.model_info),
             elem_id="model-info",
         )
         if runtime.embeddings or runtime.config.watermark:
@@ -174,6 +175,12 @@ def _extras_text(runtime: Any) -> str:
     if runtime.config.watermark:
         lines.append("Every image carries SDXL's **invisible watermark**.")
     return "  \n".join(lines)
+
+
+def _guidance_note(preset: Any) -> str:
+    if preset.guidance_until is None:
+        return ""
+    return f" (guidance only while the noise level is at least {preset.guidance_until:g})"
 
 
 def _few_step_line(info: Any) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ov_sdxl.errors import CorruptModelError, DeviceNotAvailableError
@@ -72,6 +73,8 @@ class PipelineSet:
         return list(self._pipes.values())
 
     def _ready(self, name: str, pipe: Any) -> Any:
+        for part_name in BASE_PARTS:
+            _release_after_compile(getattr(pipe, part_name, None))
         if self.on_load is not None:
             self.on_load(pipe)
         self._pipes[name] = pipe
@@ -161,20 +164,28 @@ class PipelineSet:
         return torch.from_numpy(self._f32_decoders[id(part)](latents.numpy())[0])
 
     def prepare(
-        self, name: str, height: int, width: int, num_images: int, guidance: bool, tokens: int = TOKENS
+        self,
+        name: str,
+        height: int,
+        width: int,
+        num_images: int,
+        guidance: bool,
+        tokens: int = TOKENS,
+        dynamic_batch: bool = False,
     ) -> Any:
         """Return pipeline ``name`` with its models shaped for this request.
 
         With static shapes each part is reshaped (and later recompiled) only when its own shape changes: the
         text encoders never, the VAE with the size, the UNet with size, image count, guidance and the prompt's
-        length in tokens (77 per window; long or weighted prompts may use several).
+        length in tokens (77 per window; long or weighted prompts may use several). ``dynamic_batch`` leaves the
+        UNet's batch open, for guidance that stops part-way (presets.py): one compiled model serves both batches.
         """
         pipe = getattr(self, name)
         if not self.static_shapes:
             return pipe
         factor = pipe.vae_scale_factor
         latent = (height // factor, width // factor)
-        unet_batch = num_images * (2 if guidance else 1)
+        unet_batch = -1 if dynamic_batch else num_images * (2 if guidance else 1)
         wanted = {
             "unet": (unet_batch, latent, tokens),
             "vae_decoder": (num_images, latent, TOKENS),
@@ -194,8 +205,31 @@ class PipelineSet:
         return pipe
 
 
+def _release_after_compile(part: Any) -> None:
+    """Make ``part`` give back the pages of its memory-mapped IR weights while and once it compiles.
+
+    OpenVINO reads the IR with mmap and the CPU plugin compiles its own copy of the weights (bf16, blocked
+    layouts): without this the read pages stay resident next to that copy, the weights counted twice. A page the
+    compiled model still uses is read back from the page cache when touched."""
+    if part is None or getattr(part.compile, "releases_pages", False):
+        return
+    from ov_sdxl.resources import ReleaseMappedPages
+
+    original, weights = part.compile, Path(part.model_save_dir) / "openvino_model.bin"
+
+    def compile_releasing() -> None:
+        if part.request is not None:
+            return
+        with ReleaseMappedPages([weights]):
+            original()
+
+    compile_releasing.releases_pages = True
+    part.compile = compile_releasing  # an instance attribute: found before the class's method
+
+
 def _reshape(model: Any, batch: int, spatial: tuple[int, int] | None, tokens: int) -> None:
-    """Static shapes for one SDXL part: batch first; 4-D inputs get ``spatial``; token inputs ``tokens`` long."""
+    """Static shapes for one SDXL part: batch first (-1: dynamic); 4-D inputs get ``spatial``; token inputs
+    ``tokens`` long."""
     shapes = {}
     for port in model.inputs:
         shape = port.get_partial_shape()

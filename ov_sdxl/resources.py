@@ -188,14 +188,20 @@ class ReleaseMappedPages:
                     current = None
         return ranges
 
-    def _loop(self) -> None:
+    def release(self) -> None:
+        """Give the read pages of ``paths`` back now (Linux; elsewhere nothing)."""
         import ctypes
 
+        if not sys.platform.startswith("linux") or not self.paths:
+            return
         madvise = ctypes.CDLL(None, use_errno=True).madvise
         madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        for start, end in self._clean_ranges():
+            madvise(start, end - start, 4)  # MADV_DONTNEED
+
+    def _loop(self) -> None:
         while not self.stop.wait(1.0):
-            for start, end in self._clean_ranges():
-                madvise(start, end - start, 4)  # MADV_DONTNEED
+            self.release()
 
     def __enter__(self) -> ReleaseMappedPages:
         import threading
@@ -208,3 +214,4 @@ class ReleaseMappedPages:
     def __exit__(self, *exc: object) -> None:
         if self.stop is not None:
             self.stop.set()
+            self.release()  # what was read since the last pass

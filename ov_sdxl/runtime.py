@@ -33,6 +33,7 @@ from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, Mo
 from ov_sdxl.layout import ModelLayout
 from ov_sdxl.model_info import ModelInfo
 from ov_sdxl.pipelines import PipelineSet, check_device
+from ov_sdxl.presets import GUIDED_TENSORS, resolve_preset
 from ov_sdxl.schedulers import make_scheduler
 from ov_sdxl.watermark import WATERMARK_METADATA, Watermarker
 from ov_sdxl.weighting import CHUNK, chunk_count, encode, needs_embeddings
@@ -77,6 +78,7 @@ class SDXLRuntime:
         self.layout = ModelLayout.open(config.model_dir)
         self.model_info = ModelInfo.from_manifest(self.layout.manifest)  # None unless a few-step model
         check_device(config.device)
+        self.preset = resolve_preset(config.preset, (self.layout.manifest or {}).get("weights"))
         self.pipelines = PipelineSet(self.layout, config.device, self._ov_config(), config.static_shapes)
         self._lock = threading.Lock()
         self._schedulers: dict[int, Any] = {}  # each pipeline's own scheduler, the base of named ones
@@ -109,6 +111,8 @@ class SDXLRuntime:
             ov_config["CACHE_DIR"] = str(cache)
         if self.config.precision is not Precision.AUTO:
             ov_config["INFERENCE_PRECISION_HINT"] = self.config.precision.value
+        else:
+            ov_config.update(self.preset.ov_config(self.config.device))
         return ov_config
 
     @property
@@ -213,7 +217,11 @@ class SDXLRuntime:
             model=str(self.layout.root),
             base_images=run.base_images,
             notes=run.notes,
-            extra={**self._embeddings.metadata(), **(WATERMARK_METADATA if self._watermarker else {})},
+            extra={
+                **self.preset.metadata(),
+                **self._embeddings.metadata(),
+                **(WATERMARK_METADATA if self._watermarker else {}),
+            },
         )
 
     def _size(self, params: GenerationParams) -> tuple[int, int]:
@@ -237,7 +245,8 @@ class SDXLRuntime:
         tokens = (CHUNK + 2) * (run.chunks or 1)
         # classifier-free guidance doubles the UNet batch, unless the UNet takes guidance as an input (LCM)
         cfg = params.guidance > 1 and getattr(loaded.unet.config, "time_cond_proj_dim", None) is None
-        pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, cfg, tokens)
+        window = self.preset.guidance_window(loaded, params.guidance) is not None
+        pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, cfg, tokens, window)
         original = self._schedulers.setdefault(id(pipe), self._own_scheduler(name, pipe.scheduler))
         pipe.scheduler = make_scheduler(params.scheduler, original)
         return pipe
@@ -250,9 +259,16 @@ class SDXLRuntime:
             return scheduler
         return scheduler.__class__.from_config(scheduler.config, prediction_type=prediction)
 
-    def _call(self, stage: str, pipe: Any, run: _Run, **kwargs: Any) -> Any:
-        """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own."""
+    def _call(self, stage: str, pipe: Any, run: _Run, start: float = 1.0, **kwargs: Any) -> Any:
+        """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own.
+        ``start`` is the noise level it starts from (1: pure noise), for the fast preset's guidance window."""
         params = run.params
+        guidance, callback = params.guidance, run.steps.callback(stage)
+        window = self.preset.guidance_window(pipe, guidance)
+        if window is not None:
+            guidance = guidance if window.start_guided(start) else 1.0
+            callback = window.callback(callback)
+            kwargs["callback_on_step_end_tensor_inputs"] = list(GUIDED_TENSORS)
         run.steps.check()
         started = time.monotonic()
         kwargs.setdefault("output_type", "latent")  # decoded here, with a check (see decode.py)
@@ -269,10 +285,10 @@ class SDXLRuntime:
             out = pipe(
                 **texts,
                 num_inference_steps=params.steps,
-                guidance_scale=params.guidance,
+                guidance_scale=guidance,
                 num_images_per_prompt=params.num_images,
                 generator=run.generator,
-                callback_on_step_end=run.steps.callback(stage),
+                callback_on_step_end=callback,
                 **kwargs,
             )
         except GenerationCancelled:
@@ -297,7 +313,8 @@ class SDXLRuntime:
 
     def _run_img2img(self, run: _Run) -> list[Any]:
         pipe = self._prepare("img2img", run)
-        latents = self._call("base", pipe, run, image=self._input_image(run), strength=run.params.strength)
+        strength = run.params.strength
+        latents = self._call("base", pipe, run, strength, image=self._input_image(run), strength=strength)
         return self._decode(pipe, latents, run)
 
     def _run_base_refiner(self, run: _Run) -> list[Any]:
@@ -307,11 +324,13 @@ class SDXLRuntime:
         if run.params.keep_base_images:
             run.base_images = self._decode(base, latents, run, "base_decode")
         refiner = self._prepare("refiner", run)
-        return self._decode(refiner, self._call("refiner", refiner, run, image=latents, denoising_start=fraction), run)
+        latents = self._call("refiner", refiner, run, 1 - fraction, image=latents, denoising_start=fraction)
+        return self._decode(refiner, latents, run)
 
     def _run_refine(self, run: _Run) -> list[Any]:
         pipe = self._prepare("refiner", run)
-        latents = self._call("refiner", pipe, run, image=self._input_image(run), strength=run.params.strength)
+        strength = run.params.strength
+        latents = self._call("refiner", pipe, run, strength, image=self._input_image(run), strength=strength)
         return self._decode(pipe, latents, run)
 
     def _decode(self, pipe: Any, latents: Any, run: _Run, timing: str = "decode") -> list[Any]:
