@@ -97,6 +97,27 @@ def _warm_files(folders: list[Path | None]) -> None:
                         pass
 
 
+def _unfit(spec: ContenderSpec, model: Path) -> str | None:
+    """Why an ov-sdxl preset cannot run ``model`` (converted for another preset), or None."""
+    from ov_sdxl.layout import read_manifest
+    from ov_sdxl.presets import resolve_preset
+
+    if spec.kind != "ov-sdxl" or "preset" not in spec.options:
+        return None
+    try:
+        resolve_preset(spec.options["preset"], (read_manifest(model) or {}).get("weights"))
+    except ConfigError as exc:
+        return f"cannot run this model: {exc}"
+    return None
+
+
+def _stage_dirs(model: Path) -> list[Path | None]:
+    from ov_sdxl.layout import ModelLayout
+
+    layout = ModelLayout.open(model)
+    return [layout.base, layout.refiner]
+
+
 def run_contender(spec: ContenderSpec, job: dict[str, Any], work: Path, prime: bool = False) -> dict[str, Any]:
     """Run ``spec`` in a new process; return its report with the peak memory of its process tree, sampled."""
     from ov_sdxl.resources import tree_rss
@@ -131,7 +152,7 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
     This process imports no PyTorch or OpenVINO until every contender has finished (the floor comes last), so it
     takes almost no memory from them."""
     from ov_sdxl.bench_floor import floor_report, machine_info
-    from ov_sdxl.bench_report import ratios, reference_of
+    from ov_sdxl.bench_report import ratios, references_of
     from ov_sdxl.layout import library_versions
 
     job = {
@@ -143,7 +164,6 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
         "cache_dir": str(cache / "compiled"),
     }
     results: dict[str, Any] = {}
-    stages_dirs = [target.base, target.refiner]
     with tempfile.TemporaryDirectory(prefix="ov-sdxl-bench-") as folder:
         for spec in contenders:
             if spec.kind == "torch" and target.torch_source is None:
@@ -151,13 +171,21 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
                 log.info("%s: skipped, it needs %s", spec.name, TORCH_SOURCE_HINT)
                 continue
             used = 2 if settings.two_stage else 1
+            model = target.models.get(spec.weights) if spec.weights else target.model
+            reason = f"needs a model converted with --weights {spec.weights}" if model is None else _unfit(spec, model)
+            if reason:
+                results[spec.name] = {"skipped": reason}
+                log.info("%s: skipped, it %s", spec.name, reason)
+                continue
+            own = {**job, "model": str(model)}
+            stages_dirs = [target.base, target.refiner] if spec.kind == "optimum" else _stage_dirs(model)
             _warm_files(list(target.torch_source or ())[:used] if spec.kind == "torch" else stages_dirs[:used])
             try:
                 if spec.compiled_cache:
                     log.info("%s: priming its compiled-model cache (a process of its own)", spec.name)
-                    run_contender(spec, job, Path(folder), prime=True)
+                    run_contender(spec, own, Path(folder), prime=True)
                 log.info("%s: measuring in a new process", spec.name)
-                results[spec.name] = {"description": spec.description, **run_contender(spec, job, Path(folder))}
+                results[spec.name] = {"description": spec.description, **run_contender(spec, own, Path(folder))}
             except GenerationError as exc:
                 log.warning("%s failed: %s", spec.name, exc)
                 results[spec.name] = {"error": str(exc)}
@@ -165,7 +193,7 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
     stages = {"base": target.base, **({"refiner": target.refiner} if settings.two_stage else {})}
     batch = 2 if settings.guidance > 1 else 1
     floor = floor_report(stages, settings.width, settings.height, batch, quick=settings.quick)
-    reference = reference_of(results)
+    references = references_of(results)
     return {
         "ov_sdxl_bench": 1,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -176,8 +204,7 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
         "notes": _notes(settings, contenders, results),
         "floor": floor,
         "contenders": results,
-        "reference": reference,
-        "ratios": ratios(results, reference) if reference else {},
+        "ratios": ratios(results, references),
     }
 
 
@@ -237,7 +264,8 @@ def main(args: Any) -> int:
         check_chart_output(args.chart)
     _settings(args, (1024, 1024))  # every check that does not need the model, before anything is built
     two_stage = args.mode == "base+refiner"
-    target = prepare_target(args.model, args.torch_source, args.tiny, args.cache, args.synthetic, two_stage)
+    weights = tuple(dict.fromkeys(spec.weights for spec in contenders if spec.weights))
+    target = prepare_target(args.model, args.torch_source, args.tiny, args.cache, args.synthetic, two_stage, weights)
     settings = _settings(args, native_size(target))
     results = run_bench(settings, target, contenders, args.cache)
     print(format_table(results))

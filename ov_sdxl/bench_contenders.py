@@ -8,9 +8,10 @@ the ``forward`` of the UNet(s) and text encoders and the VAE's ``decode`` with t
 one warm-up image and ``repeat`` measured ones, and writes its figures as JSON. Shared parts (the refiner taking
 the base's ``text_encoder_2`` and VAE) are timed once.
 
-A contender is a ``ContenderSpec``: a kind (``torch``, ``optimum``, ``ov-sdxl``) and its options. An ov-sdxl
-preset is one more entry, e.g. ``"ov-sdxl:quality": ContenderSpec("ov-sdxl:quality", "ov-sdxl", {"preset":
-"quality"}, ...)``: its options are passed to ``RuntimeConfig``.
+A contender is a ``ContenderSpec``: a kind (``torch``, ``optimum``, ``ov-sdxl``), its options and the converted
+weights it runs. The ov-sdxl presets are one entry each, e.g. ``ContenderSpec("ov-sdxl:fast", "ov-sdxl",
+{"preset": "fast"}, weights="hybrid-int8")``: the options go to ``RuntimeConfig``, and the bench converts the
+synthetic model with those weights once (bench_target.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class ContenderSpec:
     kind: str
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    weights: str | None = None  # the conversion it runs (convert --weights); None: the measured model itself
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -60,7 +62,13 @@ CONTENDERS: dict[str, ContenderSpec] = {
         ContenderSpec("diffusers-fp32", "torch", {"dtype": "float32"}, "diffusers PyTorch, float32"),
         ContenderSpec("diffusers-bf16", "torch", {"dtype": "bfloat16"}, "diffusers PyTorch, bfloat16"),
         ContenderSpec("optimum-default", "optimum", {}, "optimum-intel from_pretrained, default settings"),
-        ContenderSpec("ov-sdxl", "ov-sdxl", {}, "ov-sdxl SDXLRuntime, default settings"),
+        ContenderSpec("ov-sdxl:quality", "ov-sdxl", {"preset": "quality"}, "ov-sdxl, quality preset (fp16 IR)"),
+        ContenderSpec(
+            "ov-sdxl:balanced", "ov-sdxl", {"preset": "balanced"}, "ov-sdxl, balanced preset (int8 IR)", "int8"
+        ),
+        ContenderSpec(
+            "ov-sdxl:fast", "ov-sdxl", {"preset": "fast"}, "ov-sdxl, fast preset (hybrid-int8 IR)", "hybrid-int8"
+        ),
     )
 }
 

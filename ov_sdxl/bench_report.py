@@ -1,10 +1,11 @@
 """What ``ov-sdxl bench`` shows: the ratios peer / ov-sdxl, the terminal table and the PNG chart.
 
-    from ov_sdxl.bench_report import format_table, ratios, write_chart
+    from ov_sdxl.bench_report import format_table, write_chart
     print(format_table(results))          # results: what ov_sdxl.bench.run_bench returns (also the JSON)
     write_chart(results, "bench.png")     # needs matplotlib: pip install 'ov-sdxl[notebooks]'
 
-A ratio above 1 means ov-sdxl is faster (or smaller) than that peer.
+Ratios are taken against each ov-sdxl preset measured; a ratio above 1 means that preset is faster (or
+smaller) than that peer.
 """
 
 from __future__ import annotations
@@ -27,25 +28,29 @@ FIGURES = (
 OURS = "ov-sdxl"
 
 
-def reference_of(contenders: dict[str, Any]) -> str | None:
-    """The contender the ratios are taken against: ``ov-sdxl`` if it ran, else the first ov-sdxl preset."""
-    measured = [name for name, result in contenders.items() if "figures" in result]
-    if OURS in measured:
-        return OURS
-    return next((name for name in measured if name.startswith(OURS + ":")), None)
+def references_of(contenders: dict[str, Any]) -> list[str]:
+    """The contenders the ratios are taken against: every measured ov-sdxl preset (and a plain ``ov-sdxl``)."""
+    return [
+        name
+        for name, result in contenders.items()
+        if "figures" in result and (name == OURS or name.startswith(OURS + ":"))
+    ]
 
 
-def ratios(contenders: dict[str, Any], reference: str) -> dict[str, dict[str, float]]:
-    """peer figure / reference figure, for every measured peer and every figure both have."""
-    ours = contenders[reference]["figures"]
-    out = {}
-    for name, result in contenders.items():
-        if name == reference or "figures" not in result:
-            continue
-        theirs = result["figures"]
-        out[name] = {
-            key: theirs[key] / ours[key] for key, _, _ in FIGURES if theirs.get(key) is not None and ours.get(key)
-        }
+def ratios(contenders: dict[str, Any], references: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """For each reference (an ov-sdxl preset): peer figure / reference figure, for every measured peer (the
+    contenders that are not ov-sdxl) and every figure both have."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for reference in references:
+        ours = contenders[reference]["figures"]
+        out[reference] = {}
+        for name, result in contenders.items():
+            if name in references or "figures" not in result:
+                continue
+            theirs = result["figures"]
+            out[reference][name] = {
+                key: theirs[key] / ours[key] for key, _, _ in FIGURES if theirs.get(key) is not None and ours.get(key)
+            }
     return out
 
 
@@ -78,7 +83,6 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
         f"{floor['size']}x{floor['size']} MatMuls in OpenVINO on CPU)"
     ]
     s = results["settings"]
-    reference = results["reference"]
     for stage, flops in floor["unet_flops_per_step"].items():
         if not flops:
             lines.append(f"  {stage} UNet: FLOPs not counted (not an SDXL UNet configuration)")
@@ -88,10 +92,11 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
             f"  {stage} UNet: {flops / 1e12:.3g} TFLOP per step at {s['width']}x{s['height']} -> floor "
             f"{floor_s:.3g} s/step"
         )
-        ours = results["contenders"].get(reference, {}).get("figures", {}).get(f"unet_{stage}_s_per_step")
-        if ours:
-            line += f"; {reference} {ours:.3g} s/step = {ours / floor_s:.2f}x the floor"
         lines.append(line)
+        for reference in results["ratios"]:
+            ours = results["contenders"][reference]["figures"].get(f"unet_{stage}_s_per_step")
+            if ours:
+                lines.append(f"    {reference}: {ours:.3g} s/step = {ours / floor_s:.2f}x the floor")
     return lines
 
 
@@ -116,12 +121,12 @@ def format_table(results: dict[str, Any]) -> str:
         else:
             others.append(f"{name}: {'skipped, ' + result['skipped'] if 'skipped' in result else result['error']}")
     lines += _rows(header, rows)
-    reference = results["reference"]
-    if results["ratios"]:
+    for reference, peers in results["ratios"].items():
+        if not peers:
+            continue
         lines += ["", f"ratios peer / {reference} (above 1: {reference} is faster or smaller)"]
         ratio_rows = [
-            [name, *[f"{r[key]:.2f}x" if key in r else "-" for key, _, _ in columns]]
-            for name, r in results["ratios"].items()
+            [name, *[f"{r[key]:.2f}x" if key in r else "-" for key, _, _ in columns]] for name, r in peers.items()
         ]
         lines += _rows(["peer", *header[1:]], ratio_rows)
     lines += ["", *others, *_floor_lines(results), *[f"note: {note}" for note in results["notes"]]]

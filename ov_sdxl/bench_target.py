@@ -4,10 +4,13 @@
     target = prepare_target(model=None, torch_source=None, tiny=True, cache=Path("~/.cache/ov-sdxl/bench"),
                             synthetic=Path("~/.cache/ov-sdxl/synthetic"), two_stage=True)
     target.model, target.base, target.refiner, target.torch_source, target.label
+    target.models["int8"]                                 # the same weights converted for a preset (weights=...)
     native_size(target)                                   # (1024, 1024) for SDXL
 
 The tiny model (``ov_sdxl.testing``) and the synthetic full-size SDXL 1.0 (``ov_sdxl.synthetic``, converted to fp16
-IR with ``convert_models``) are built once, in a process of their own, and reused from the cache afterwards.
+IR with ``convert_models``) are built once, in a process of their own, and reused from the cache afterwards; so are
+their conversions with the other weights the presets run (``weights``: int8, hybrid-int8). A user's ``--model``
+is measured as it is: the presets made for other weights are skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class BenchTarget:
     refiner: Path | None
     torch_source: tuple[Path, ...] | None
     label: str
+    models: dict[str, Path]  # weight format -> converted model folder (the same sources)
 
 
 def _check_torch_source(paths: list[Path] | tuple[Path, ...], two_stage: bool) -> tuple[Path, ...]:
@@ -53,9 +57,11 @@ def prepare_target(
     cache: Path,
     synthetic: Path,
     two_stage: bool,
+    weights: tuple[str, ...] = (),
 ) -> BenchTarget:
-    """Open the user's model, or build (once, cached) the tiny or the synthetic full-size one."""
-    from ov_sdxl.layout import ModelLayout
+    """Open the user's model, or build (once, cached) the tiny or the synthetic full-size one, and its conversions
+    with ``weights``."""
+    from ov_sdxl.layout import ModelLayout, read_manifest
 
     if model is not None and tiny:
         raise ConfigError("--tiny and --model both choose the weights; give one of them")
@@ -63,28 +69,42 @@ def prepare_target(
         raise ConfigError("--torch-source is for --model; the built-in models bring their own sources")
     if model is not None:
         sources, label = (_check_torch_source(torch_source, two_stage) if torch_source else None), "user model"
-    elif tiny:
-        sources, model, label = _build("tiny", cache, synthetic), cache / "tiny" / "model", "tiny random SDXL"
+        layout = ModelLayout.open(model)
+        models = {(layout.manifest or {}).get("weights", "fp16"): Path(model)}
     else:
-        sources, model = _build("synthetic", cache, synthetic), cache / "synthetic-fp16"
-        label = "synthetic full-size SDXL 1.0"
-    layout = ModelLayout.open(model)
+        kind = "tiny" if tiny else "synthetic"
+        sources = _build(kind, cache, synthetic, weights)
+        model = cache / "tiny" / "model" if tiny else cache / "synthetic-fp16"
+        label = "tiny random SDXL" if tiny else "synthetic full-size SDXL 1.0"
+        layout = ModelLayout.open(model)
+        models = {w: _converted(kind, cache, w) for w in weights}
+        models[read_manifest(model)["weights"]] = model
     if two_stage and layout.refiner is None:
         raise ModelNotFoundError(f"base+refiner needs a refiner and {model} has none; convert one with --refiner")
-    return BenchTarget(model, layout.base, layout.refiner, sources, label)
+    return BenchTarget(model, layout.base, layout.refiner, sources, label, models)
 
 
-def _build(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path]:
+def _converted(kind: str, cache: Path, weights: str) -> Path:
+    """Where the tiny or synthetic model converted with ``weights`` is kept."""
+    return cache / "tiny" / f"model-{weights}" if kind == "tiny" else cache / f"synthetic-{weights}"
+
+
+def _build(kind: str, cache: Path, synthetic: Path, weights: tuple[str, ...]) -> tuple[Path, Path]:
     """Build (or find) the tiny or synthetic model in a process of its own: the builder's memory (PyTorch, the
     weights) is returned to the system before anything is measured, and this process stays small."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from ov_sdxl.layout import read_manifest
+
     built = _built(kind, cache, synthetic)
-    if built is not None:
+    missing = tuple(
+        w for w in weights if not _converted(kind, cache, w).is_dir() or not read_manifest(_converted(kind, cache, w))
+    )
+    if built is not None and not missing:
         return built
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_build_here, kind, cache, synthetic).result()
+        return pool.submit(_build_here, kind, cache, synthetic, missing).result()
 
 
 def _built(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path] | None:
@@ -103,15 +123,23 @@ def _built(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path] | None:
     return sources / "base", sources / "refiner"
 
 
-def _build_here(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path]:
+def _build_here(kind: str, cache: Path, synthetic: Path, weights: tuple[str, ...]) -> tuple[Path, Path]:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
+
+    from ov_sdxl.config import ConvertConfig
+    from ov_sdxl.convert import convert_models
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ov_sdxl").setLevel(logging.INFO)
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    return _tiny(cache / "tiny") if kind == "tiny" else _synthetic(cache, synthetic)
+    base, refiner = _tiny(cache / "tiny") if kind == "tiny" else _synthetic(cache, synthetic)
+    for weight in weights:
+        log.info("converting the %s model with --weights %s, once", kind, weight)
+        output = _converted(kind, cache, weight)
+        convert_models(ConvertConfig(base=str(base), refiner=str(refiner), output=output, weights=weight))
+    return base, refiner
 
 
 def _tiny(folder: Path) -> tuple[Path, Path]:

@@ -58,12 +58,17 @@ def test_bench_tiny_quick_every_contender(tmp_path, tiny_model, tiny_sources, ca
         assert result["extrapolated"] is torch
         assert result["steps_run"] == (TORCH_STEPS if torch else STEPS)
         assert sum(result["unet_calls_run"].values()) == result["steps_run"]
-    reference = results["contenders"]["ov-sdxl"]["figures"]
-    assert results["reference"] == "ov-sdxl" and set(results["ratios"]) == set(CONTENDERS) - {"ov-sdxl"}
-    for name, ratios in results["ratios"].items():
-        assert set(ratios) == set(FIGURES) - {"load_s"}
-        for key, ratio in ratios.items():
-            assert math.isclose(ratio, results["contenders"][name]["figures"][key] / reference[key], rel_tol=1e-9)
+    presets = [name for name in CONTENDERS if name.startswith("ov-sdxl:")]
+    assert presets == ["ov-sdxl:quality", "ov-sdxl:balanced", "ov-sdxl:fast"] and list(results["ratios"]) == presets
+    for preset in presets:
+        reference = results["contenders"][preset]["figures"]
+        assert set(results["ratios"][preset]) == set(CONTENDERS) - set(presets)
+        for name, ratios in results["ratios"][preset].items():
+            assert set(ratios) == set(FIGURES) - {"load_s"}
+            for key, ratio in ratios.items():
+                assert math.isclose(ratio, results["contenders"][name]["figures"][key] / reference[key], rel_tol=1e-9)
+    # each preset ran the conversion made for it, built once in the cache from the same sources
+    assert (cache / "tiny" / "model-int8").is_dir() and (cache / "tiny" / "model-hybrid-int8").is_dir()
 
     floor = results["floor"]
     assert floor["tflops"] > 0 and floor["precision"] in ("bf16", "f32")
@@ -80,17 +85,18 @@ def test_bench_tiny_quick_every_contender(tmp_path, tiny_model, tiny_sources, ca
     with Image.open(out_png) as chart:
         chart.load()
         assert chart.size[0] > 600 and chart.size[1] > 200
-    for text in (*CONTENDERS, "ratios peer / ov-sdxl", "matmul floor", "diffusers-fp32*", "refiner s/step"):
+    for text in (*CONTENDERS, "ratios peer / ov-sdxl:fast", "matmul floor", "diffusers-fp32*", "refiner s/step"):
         assert text in table, text
 
 
 def test_contender_selection():
-    assert [s.name for s in resolve_contenders(["ov-sdxl", "optimum-default"])] == ["ov-sdxl", "optimum-default"]
+    chosen = resolve_contenders(["ov-sdxl:fast", "optimum-default"])
+    assert [s.name for s in chosen] == ["ov-sdxl:fast", "optimum-default"] and chosen[0].weights == "hybrid-int8"
     assert {s.kind for s in resolve_contenders(list(CONTENDERS))} == {"torch", "optimum", "ov-sdxl"}
     with pytest.raises(ConfigError, match=r"unknown contender 'ov-sdxl:turbo'; choose from: diffusers-fp32, "):
         resolve_contenders(["ov-sdxl:turbo"])
     with pytest.raises(ConfigError, match="given more than once"):
-        resolve_contenders(["ov-sdxl", "ov-sdxl"])
+        resolve_contenders(["ov-sdxl:quality", "ov-sdxl:quality"])
 
 
 @pytest.mark.parametrize(
@@ -130,5 +136,15 @@ def test_torch_contenders_without_sources_are_skipped_with_a_note(tiny_model, tm
     results = json.loads(out.read_text(encoding="utf-8"))
     assert list(results["contenders"]) == ["diffusers-bf16"]
     assert "--torch-source BASE_DIR [REFINER_DIR]" in results["contenders"]["diffusers-bf16"]["skipped"]
-    assert results["reference"] is None and results["ratios"] == {}
+    assert results["ratios"] == {}
     assert "diffusers-bf16: skipped, needs --torch-source" in capsys.readouterr().out
+
+
+def test_presets_the_model_was_not_converted_for_are_skipped(tiny_model, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--model", str(tiny_model), "--quick", "--steps", "2", "--width", "128", "--height", "128"]
+    argv += ["--contenders", "ov-sdxl:balanced", "ov-sdxl:quality", "--json", str(out)]
+    assert main(argv + ["--cache", str(tmp_path / "cache")]) == 0
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["contenders"]["ov-sdxl:balanced"]["skipped"] == "needs a model converted with --weights int8"
+    assert "figures" in results["contenders"]["ov-sdxl:quality"]  # the tiny model's fp32 weights are quality's
