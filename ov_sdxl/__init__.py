@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ov_sdxl.config import ConvertConfig, GenerationParams, Mode, Precision, RuntimeConfig, WeightFormat
+from ov_sdxl.config import ConvertConfig, GenerationParams, Mode, Precision, Preset, RuntimeConfig, WeightFormat
 from ov_sdxl.errors import (
     ConfigError,
     ConversionError,
@@ -68,6 +68,7 @@ __all__ = [
     "OutputError",
     "OvSdxlError",
     "Precision",
+    "Preset",
     "RuntimeConfig",
     "SDXLRuntime",
     "WeightFormat",
