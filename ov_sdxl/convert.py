@@ -8,7 +8,9 @@
 A source is a hub id, a diffusers folder or one single-file checkpoint (``ov_sdxl.single_file``). Each group of
 sub-models (the UNet; the text encoders and the VAE) is exported in a child process of its own
 (``ov_sdxl.export_part``), so each loads only the weights it exports and its memory returns to the system when it
-ends; the whole process tree is watched against ``max_memory``. Free memory and disk are checked first.
+ends; the whole process tree is watched against ``max_memory``. Free memory and disk are checked first. With
+``--weights hybrid-int8`` each stage's UNet is exported in fp16 and then calibrated and quantized in place by one
+more child (``ov_sdxl.hybrid``); the other sub-models get int8 weights.
 
 Everything is written into ``.<output>.partial`` beside the target; each finished sub-model is recorded there with
 the sha256 of its files, so a rerun after an interruption reuses what finished and exports the rest. The manifest
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ov_sdxl.config import ConvertConfig
+from ov_sdxl.config import ConvertConfig, WeightFormat
 from ov_sdxl.errors import ConfigError, ConversionError, InputError, OvSdxlError
 from ov_sdxl.layout import ModelLayout, sha256_file, write_manifest
 from ov_sdxl.resources import check_free, gb, run_watched
@@ -51,12 +53,14 @@ class ConvertResult:
 
 
 # -- the partial folder: what is finished, checked by hash ---------------------------------------------------------
-def _request_key(config: ConvertConfig, sources: dict[str, StageSource]) -> str:
+def _request_key(config: ConvertConfig, sources: dict[str, StageSource], calibration: Any = None) -> str:
     request = {
         "weights": config.weights.value,
         "sources": {stage: [s.label, str(s.folder), str(s.checkpoint)] for stage, s in sources.items()},
         "loras": [[str(spec.path), spec.scale, spec.path.stat().st_size] for spec in config.loras],
     }
+    if calibration is not None:
+        request["calibration"] = calibration.sha256
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 
@@ -71,21 +75,30 @@ class _Progress:
         self.path = partial / PROGRESS
         data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
         self.key, self.done = key, data.get("done", {}) if data.get("key") == key else {}
+        self.steps = data.get("steps", {}) if data.get("key") == key else {}  # "stage/part:step" -> its result
 
-    def finished(self, stage: str, part: str) -> bool:
-        """True when the part was recorded as finished and its files still have the recorded hashes."""
+    def finished(self, stage: str, part: str, step: str | None = None) -> bool:
+        """True when the part was recorded as finished (after ``step``, if given: a later step done in place) and
+        its files still have the recorded hashes."""
         recorded = self.done.get(f"{stage}/{part}")
         folder = self.path.parent / stage / part
-        return bool(recorded) and folder.is_dir() and _files_of(folder) == recorded
+        done = bool(recorded) and folder.is_dir() and _files_of(folder) == recorded
+        return done and (step is None or f"{stage}/{part}:{step}" in self.steps)
 
     def hashes(self) -> dict[str, str]:
         """The recorded sha256 of every finished sub-model's files, by path relative to the partial folder."""
         return {f"{key}/{name}": digest for key, files in self.done.items() for name, digest in files.items()}
 
-    def record(self, stage: str, part: str) -> None:
+    def record(self, stage: str, part: str, step: str | None = None, result: Any = None) -> None:
+        """The part is finished (exported, or ``step`` done on it in place, with its result)."""
         self.done[f"{stage}/{part}"] = _files_of(self.path.parent / stage / part)
+        if step is None:  # freshly exported: the steps done on an earlier export of it are to be done again
+            self.steps = {k: v for k, v in self.steps.items() if not k.startswith(f"{stage}/{part}:")}
+        else:
+            self.steps[f"{stage}/{part}:{step}"] = result
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": self.key, "done": self.done}, indent=1), encoding="utf-8")
+        data = {"key": self.key, "done": self.done, "steps": self.steps}
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         os.replace(tmp, self.path)
 
 
@@ -118,29 +131,56 @@ def _export_group(job_parts: tuple[str, ...], stage: str, source: StageSource, c
     from ov_sdxl.export_part import ExportJob
 
     loras = tuple({"path": str(s.path), "scale": s.scale} for s in config.loras) if stage == "base" else ()
+    weights = config.weights.value
+    if config.weights is WeightFormat.HYBRID_INT8:  # the UNet in fp16 (hybrid-quantized after), the others int8
+        weights = "fp16" if "unet" in job_parts else "int8"
     job = ExportJob(
         source=str(source.folder),
         stage=stage,
         parts=job_parts,
-        weights=config.weights.value,
+        weights=weights,
         output=str(out),
         checkpoint=str(source.checkpoint) if source.checkpoint else None,
         allow_pickle=config.allow_pickle,
         loras=loras,
     )
+    what = f"exporting the {stage}'s {', '.join(job_parts)} from {source.label}"
+    return _run_child("ov_sdxl.export_part", job, what, config)[0]
+
+
+def _run_child(module: str, job: Any, what: str, config: ConvertConfig) -> tuple[Any, Any]:
+    """``python -m <module> job.json``, watched against ``max_memory``: (the watch, what the child returned)."""
     with tempfile.TemporaryDirectory(prefix="ov-sdxl-job-") as folder:
         job_file = Path(folder) / "job.json"
         job.write(job_file)
-        watched = run_watched([sys.executable, "-m", "ov_sdxl.export_part", str(job_file)], limit=config.max_memory)
-        error_file = job_file.with_suffix(".error.json")
+        watched = run_watched([sys.executable, "-m", module, str(job_file)], limit=config.max_memory)
+        error_file, result_file = job_file.with_suffix(".error.json"), job_file.with_suffix(".result.json")
         if watched.returncode != 0:
             error = json.loads(error_file.read_text(encoding="utf-8")) if error_file.is_file() else {}
-            message = error.get("message") or f"the export process ended with code {watched.returncode}"
-            what = f"exporting the {stage}'s {', '.join(job_parts)} from {source.label} failed"
+            message = error.get("message") or f"the {module} process ended with code {watched.returncode}"
             if error.get("input"):
-                raise InputError(f"{what}: {message}")
-            raise ConversionError(f"{what}: {_reason(error.get('type', 'Error'), message)}")
-    return watched
+                raise InputError(f"{what} failed: {message}")
+            raise ConversionError(f"{what} failed: {_reason(error.get('type', 'Error'), message)}")
+        result = json.loads(result_file.read_text(encoding="utf-8")) if result_file.is_file() else None
+    return watched, result
+
+
+def _hybrid_unet(stage: str, config: ConvertConfig, partial: Path, progress: _Progress, calibration, report) -> None:
+    """--weights hybrid-int8: calibrate the stage's exported UNet on its own pipeline and quantize it in place."""
+    from ov_sdxl.hybrid import HybridJob
+
+    if progress.finished(stage, "unet", step=config.weights.value):
+        log.info("[%s] unet: hybrid-quantized in an earlier run, reused", stage)
+        return
+    log.info("[%s] unet: calibrating on %d prompts and quantizing (hybrid-int8)", stage, len(calibration.prompts))
+    base = str(partial / "base") if stage == "refiner" else None
+    job = HybridJob(stage=stage, folder=str(partial / stage), prompts=calibration.prompts, base_folder=base)
+    watched, result = _run_child("ov_sdxl.hybrid", job, f"hybrid-quantizing the {stage}'s unet", config)
+    progress.record(stage, "unet", step=config.weights.value, result=result)
+    log.info("[%s] unet quantized in %.0f s, peak %s", stage, watched.seconds, gb(watched.peak_rss))
+    report.append(
+        {"stage": stage, "parts": ["unet (hybrid)"], "seconds": watched.seconds, "peak_rss": watched.peak_rss}
+    )
 
 
 def _reason(kind: str, message: str) -> str:
@@ -172,7 +212,7 @@ def _write_stage_files(source: StageSource, out: Path) -> None:
             _copy(source.folder / name, out / name)
 
 
-def _convert_stage(stage, source, sources, config, partial, progress, report) -> None:
+def _convert_stage(stage, source, sources, config, partial, progress, report, calibration=None) -> None:
     out = partial / stage
     _write_stage_files(source, out)
     for group in STAGE_GROUPS[stage]:
@@ -194,9 +234,11 @@ def _convert_stage(stage, source, sources, config, partial, progress, report) ->
             progress.record(stage, part)
         log.info("[%s] %s done in %.0f s, peak %s", stage, ", ".join(todo), watched.seconds, gb(watched.peak_rss))
         report.append({"stage": stage, "parts": todo, "seconds": watched.seconds, "peak_rss": watched.peak_rss})
+    if calibration is not None:
+        _hybrid_unet(stage, config, partial, progress, calibration, report)
 
 
-def _already_done(config: ConvertConfig, labels: dict[str, str | None]) -> bool:
+def _already_done(config: ConvertConfig, labels: dict[str, str | None], calibration: Any = None) -> bool:
     """True when the output already is a complete model of this request (and --overwrite is not given)."""
     output = config.output
     if not output.exists() or config.overwrite:
@@ -216,6 +258,8 @@ def _already_done(config: ConvertConfig, labels: dict[str, str | None]) -> bool:
     recorded_loras = [[entry["file"], entry["scale"]] for entry in manifest.get("loras", [])]
     model_info = config.few_step.manifest_entry() if config.few_step is not None else None
     same = manifest.get("weights") == config.weights.value and manifest["sources"] == labels
+    recorded_prompts = (manifest.get("calibration") or {}).get("prompts_sha256")
+    same = same and recorded_prompts == (calibration.sha256 if calibration is not None else None)
     if not same or recorded_loras != loras or manifest.get("model_info") != model_info:
         raise ConfigError(
             f"--output {output} already holds a different conversion "
@@ -232,7 +276,12 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
     started = time.monotonic()
     stages = {"base": config.base, "refiner": config.refiner}
     labels = {stage: (source_labels or {}).get(stage, src) for stage, src in stages.items()}
-    if _already_done(config, labels):
+    calibration = None
+    if config.weights is WeightFormat.HYBRID_INT8:
+        from ov_sdxl.hybrid import read_prompts
+
+        calibration = read_prompts(config.calibration_prompts)
+    if _already_done(config, labels, calibration):
         log.info("%s is already converted (%s); nothing to do (--overwrite redoes it)", config.output, config.weights)
         return ConvertResult(config.output, skipped=True, seconds=time.monotonic() - started)
     sources = {stage: resolve_source(src, stage, config) for stage, src in stages.items() if src}
@@ -241,10 +290,10 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
     log.info("expected: peak memory about %s, disk about %s", gb(peak), gb(disk))
 
     output = config.output
-    partial, progress = _prepare_partial(output, _request_key(config, sources))
+    partial, progress = _prepare_partial(output, _request_key(config, sources, calibration))
     report: list[dict[str, Any]] = []
     for stage, source in sources.items():
-        _convert_stage(stage, source, sources, config, partial, progress, report)
+        _convert_stage(stage, source, sources, config, partial, progress, report, calibration)
     (partial / PROGRESS).unlink()
     extra: dict[str, Any] = {}
     if config.loras:
@@ -253,6 +302,9 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
         extra["loras"] = manifest_entry(list(config.loras))
     if config.few_step is not None:
         extra["model_info"] = config.few_step.manifest_entry()
+    if calibration is not None:
+        unets = {key.split("/")[0]: result for key, result in progress.steps.items()}
+        extra["calibration"] = calibration.manifest_entry(unets)
     write_manifest(partial, sources=labels, weights=config.weights.value, extra=extra, known=progress.hashes())
     if output.exists():
         retired = output.parent / f".{output.name}.retired-{os.getpid()}"

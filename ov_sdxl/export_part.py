@@ -244,8 +244,9 @@ def run(job: ExportJob) -> None:
             _compress(output / part / "openvino_model.xml", job.weights)
 
 
-def main(argv: list[str]) -> int:
-    """Child entry point: run the job; on failure write the error where the parent reads it, exit 1."""
+def child_main(argv: list[str], work: Any) -> int:
+    """A converter child: ``work(job_file)`` with quiet libraries; what it returns goes to ``job.result.json``, a
+    failure to ``job.error.json`` (where the parent reads them), exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     import torch  # noqa: F401  (it sets up its own loggers on import; quieten them after)
     from diffusers.utils import logging as diffusers_logging
@@ -261,7 +262,7 @@ def main(argv: list[str]) -> int:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit tracer warnings about SDXL's Python control flow
-            run(ExportJob.read(job_file))
+            result = work(job_file)
     except Exception as exc:  # the parent translates it, with the stage and part named
         from ov_sdxl.errors import InputError
 
@@ -269,7 +270,14 @@ def main(argv: list[str]) -> int:
         job_file.with_suffix(".error.json").write_text(json.dumps(error), encoding="utf-8")
         log.debug("export failed", exc_info=True)
         return 1
+    if result is not None:
+        job_file.with_suffix(".result.json").write_text(json.dumps(result), encoding="utf-8")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """Child entry point: run the export job; on failure write the error where the parent reads it, exit 1."""
+    return child_main(argv, lambda job_file: run(ExportJob.read(job_file)))
 
 
 if __name__ == "__main__":
