@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 PROMPT = "a photo of an astronaut riding a horse"
+TWO_PROMPTS = "# two prompts\na lighthouse at dusk, oil painting\n\nportrait photo of a fisherman, soft light\n"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,6 +35,22 @@ def tiny_model(tmp_path_factory):
     from ov_sdxl.testing import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny", weights="fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_hybrid_model(tiny_sources, tmp_path_factory):
+    """The tiny base + refiner converted with --weights hybrid-int8 by the CLI, calibrated on two prompts."""
+    from ov_sdxl.cli import main
+
+    base_dir, refiner_dir = tiny_sources
+    folder = tmp_path_factory.mktemp("hybrid")
+    prompts = folder / "prompts.txt"
+    prompts.write_text(TWO_PROMPTS, encoding="utf-8")
+    os.environ["HF_DATASETS_OFFLINE"] = "1"  # the children inherit it: a caption dataset download would fail
+    argv = ["convert", "--base", base_dir, "--refiner", refiner_dir, "--output", folder / "model"]
+    code = main([str(a) for a in [*argv, "--weights", "hybrid-int8", "--calibration-prompts", prompts]])
+    assert code == 0
+    return folder / "model", prompts
 
 
 @pytest.fixture(scope="session")

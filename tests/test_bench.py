@@ -20,21 +20,23 @@ FIGURES += ("first_image_s", "load_s", "peak_rss_bytes")
 STEPS, TORCH_STEPS = 6, 5
 
 
-def _tiny_cache(tmp_path, tiny_model, tiny_sources):
-    """A bench cache folder that already holds the tiny model and its diffusers sources."""
+def _tiny_cache(tmp_path, tiny_model, tiny_sources, hybrid=None):
+    """A bench cache folder that already holds the tiny model (and its hybrid-int8 conversion) and its sources."""
     cache = tmp_path / "cache"
     (cache / "tiny" / "sources").mkdir(parents=True)
     (cache / "tiny" / "model").symlink_to(tiny_model, target_is_directory=True)
+    if hybrid is not None:
+        (cache / "tiny" / "model-hybrid-int8").symlink_to(hybrid, target_is_directory=True)
     for stage, folder in zip(("base", "refiner"), tiny_sources, strict=True):
         (cache / "tiny" / "sources" / stage).symlink_to(folder, target_is_directory=True)
     return cache
 
 
 @pytest.mark.slow
-def test_bench_tiny_quick_every_contender(tmp_path, tiny_model, tiny_sources, capsys):
+def test_bench_tiny_quick_every_contender(tmp_path, tiny_model, tiny_sources, tiny_hybrid_model, capsys):
     from PIL import Image
 
-    cache = _tiny_cache(tmp_path, tiny_model, tiny_sources)
+    cache = _tiny_cache(tmp_path, tiny_model, tiny_sources, tiny_hybrid_model[0])
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
     argv = ["bench", "--tiny", "--quick", "--mode", "base+refiner", "--steps", str(STEPS), "--torch-steps"]
     argv += [str(TORCH_STEPS), "--cache", str(cache), "--json", str(out_json), "--chart", str(out_png)]

@@ -3,11 +3,10 @@ calibration prompts from a file (recorded in the manifest), the errors, and no d
 
 import hashlib
 import json
-import os
 
 import numpy as np
 import pytest
-from conftest import PROMPT, mean_abs_diff
+from conftest import PROMPT, TWO_PROMPTS, mean_abs_diff
 
 from ov_sdxl.cli import main
 from ov_sdxl.config import ConvertConfig
@@ -15,22 +14,13 @@ from ov_sdxl.convert import convert_models
 from ov_sdxl.errors import ConfigError
 from ov_sdxl.hybrid import SHIPPED_PROMPTS, read_prompts
 
-TWO_PROMPTS = "# two prompts\na lighthouse at dusk, oil painting\n\nportrait photo of a fisherman, soft light\n"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def hybrid_model(tiny_sources, tmp_path_factory):
-    """The tiny base + refiner converted with --weights hybrid-int8 by the CLI, calibrated on two prompts."""
-    base_dir, refiner_dir = tiny_sources
-    folder = tmp_path_factory.mktemp("hybrid")
-    prompts = folder / "prompts.txt"
-    prompts.write_text(TWO_PROMPTS, encoding="utf-8")
-    os.environ["HF_DATASETS_OFFLINE"] = "1"  # the children inherit it: a caption dataset download would fail
-    argv = ["convert", "--base", base_dir, "--refiner", refiner_dir, "--output", folder / "model"]
-    code = main([str(a) for a in [*argv, "--weights", "hybrid-int8", "--calibration-prompts", prompts]])
-    assert code == 0
-    return folder / "model", prompts
+def hybrid_model(tiny_hybrid_model):
+    """The tiny base + refiner converted with --weights hybrid-int8 by the CLI (conftest.py), and its prompt file."""
+    return tiny_hybrid_model
 
 
 def _ops(xml):
