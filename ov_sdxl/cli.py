@@ -48,6 +48,12 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="hybrid-int8: the prompts to calibrate the UNet on, one per line (default: the ones shipped)",
     )
+    p.add_argument(
+        "--calibration-samples",
+        type=int,
+        metavar="N",
+        help="hybrid-int8: UNet calls to calibrate each UNet on (default 32; fewer converts faster, less exactly)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     p.add_argument(
         "--lora",

@@ -46,6 +46,7 @@ def _convert(args: argparse.Namespace) -> int:
         single_file_config=args.single_file_config,
         max_memory=parse_size(args.max_memory) if args.max_memory else None,
         calibration_prompts=args.calibration_prompts,
+        calibration_samples=args.calibration_samples,
     )
     result = convert_models(config)  # the export runs in child processes, which keep their own output quiet
     print(f"{'already converted' if result.skipped else 'converted'}: {result.output}")

@@ -106,6 +106,7 @@ class ConvertConfig:
     single_file_config: Path | None = None  # a diffusers folder whose configs describe a single-file source
     max_memory: int | None = None  # bytes the conversion's processes may use at once; None: what is free
     calibration_prompts: Path | None = None  # hybrid-int8: a text file, one prompt per line; None: the shipped ones
+    calibration_samples: int | None = None  # hybrid-int8: UNet calls calibrated on, per UNet; None: hybrid.SAMPLES
 
     def __post_init__(self) -> None:
         _set(self, "weights", _enum(WeightFormat, self.weights, "weight format"))
@@ -117,6 +118,14 @@ class ConvertConfig:
             _set(self, "calibration_prompts", Path(self.calibration_prompts))
             if not self.calibration_prompts.is_file():
                 raise ConfigError(f"--calibration-prompts {self.calibration_prompts}: no such file")
+        if self.calibration_samples is not None:
+            if self.weights is not WeightFormat.HYBRID_INT8:
+                raise ConfigError(
+                    f"--calibration-samples is only used by --weights hybrid-int8, not {self.weights.value}"
+                )
+            value = self.calibration_samples
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"--calibration-samples {value!r} must be a whole number >= 1")
         from ov_sdxl.lora import LoraSpec
 
         loras = self.loras if isinstance(self.loras, (list, tuple)) else [self.loras]

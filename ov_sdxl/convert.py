@@ -60,7 +60,7 @@ def _request_key(config: ConvertConfig, sources: dict[str, StageSource], calibra
         "loras": [[str(spec.path), spec.scale, spec.path.stat().st_size] for spec in config.loras],
     }
     if calibration is not None:
-        request["calibration"] = calibration.sha256
+        request["calibration"] = [calibration.sha256, calibration.samples]
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 
@@ -174,7 +174,7 @@ def _hybrid_unet(stage: str, config: ConvertConfig, partial: Path, progress: _Pr
         return
     log.info("[%s] unet: calibrating on %d prompts and quantizing (hybrid-int8)", stage, len(calibration.prompts))
     base = str(partial / "base") if stage == "refiner" else None
-    job = HybridJob(stage=stage, folder=str(partial / stage), prompts=calibration.prompts, base_folder=base)
+    job = HybridJob(stage, str(partial / stage), calibration.prompts, base_folder=base, samples=calibration.samples)
     watched, result = _run_child("ov_sdxl.hybrid", job, f"hybrid-quantizing the {stage}'s unet", config)
     progress.record(stage, "unet", step=config.weights.value, result=result)
     log.info("[%s] unet quantized in %.0f s, peak %s", stage, watched.seconds, gb(watched.peak_rss))
@@ -258,8 +258,9 @@ def _already_done(config: ConvertConfig, labels: dict[str, str | None], calibrat
     recorded_loras = [[entry["file"], entry["scale"]] for entry in manifest.get("loras", [])]
     model_info = config.few_step.manifest_entry() if config.few_step is not None else None
     same = manifest.get("weights") == config.weights.value and manifest["sources"] == labels
-    recorded_prompts = (manifest.get("calibration") or {}).get("prompts_sha256")
-    same = same and recorded_prompts == (calibration.sha256 if calibration is not None else None)
+    recorded = manifest.get("calibration") or {}
+    wanted = [calibration.sha256, calibration.samples] if calibration is not None else [None, None]
+    same = same and [recorded.get("prompts_sha256"), recorded.get("samples_per_unet")] == wanted
     if not same or recorded_loras != loras or manifest.get("model_info") != model_info:
         raise ConfigError(
             f"--output {output} already holds a different conversion "
@@ -280,7 +281,7 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
     if config.weights is WeightFormat.HYBRID_INT8:
         from ov_sdxl.hybrid import read_prompts
 
-        calibration = read_prompts(config.calibration_prompts)
+        calibration = read_prompts(config.calibration_prompts, config.calibration_samples)
     if _already_done(config, labels, calibration):
         log.info("%s is already converted (%s); nothing to do (--overwrite redoes it)", config.output, config.weights)
         return ConvertResult(config.output, skipped=True, seconds=time.monotonic() - started)

@@ -56,6 +56,7 @@ class CalibrationPrompts:
 
     prompts: tuple[str, ...]
     source: str  # "shipped" or the file given with --calibration-prompts
+    samples: int = SAMPLES  # UNet calls collected per UNet (--calibration-samples)
 
     @property
     def sha256(self) -> str:
@@ -69,13 +70,13 @@ class CalibrationPrompts:
             "prompt_source": self.source,
             "prompts": len(self.prompts),
             "prompts_sha256": self.sha256,
-            "samples_per_unet": SAMPLES,
+            "samples_per_unet": self.samples,
             "settings": settings,
             "unets": unets,  # per stage: samples collected, prompts rendered, size
         }
 
 
-def read_prompts(path: Path | None) -> CalibrationPrompts:
+def read_prompts(path: Path | None, samples: int | None = None) -> CalibrationPrompts:
     """One prompt per line; blank lines and lines starting with ``#`` are skipped. None: the shipped prompts."""
     file = SHIPPED_PROMPTS if path is None else Path(path)
     try:
@@ -88,7 +89,7 @@ def read_prompts(path: Path | None) -> CalibrationPrompts:
             f"--calibration-prompts {file} holds no prompt; write one prompt per line (blank lines and "
             "# comments are skipped)"
         )
-    return CalibrationPrompts(prompts, "shipped" if path is None else str(file))
+    return CalibrationPrompts(prompts, "shipped" if path is None else str(file), samples or SAMPLES)
 
 
 @dataclass(frozen=True)

@@ -154,3 +154,16 @@ def test_cli_refuses_calibration_prompts_without_hybrid(tiny_sources, tmp_path, 
     argv = ["convert", "--base", tiny_sources[0], "--output", tmp_path / "m", "--weights", "hybrid-int8"]
     code = main([str(a) for a in [*argv, "--calibration-prompts", empty]])
     assert code == 2 and f"{empty} holds no prompt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"weights": "int8", "calibration_samples": 8}, "--calibration-samples is only used by --weights hybrid-int8"),
+        ({"weights": "hybrid-int8", "calibration_samples": 0}, "--calibration-samples 0 must be a whole number >= 1"),
+    ],
+)
+def test_calibration_samples_rules(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        ConvertConfig(base="b", output=tmp_path / "m", **options)
+    assert read_prompts(None, 8).samples == 8 and read_prompts(None).samples == 32
