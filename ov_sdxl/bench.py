@@ -30,6 +30,7 @@ from ov_sdxl.bench_contenders import CONTENDERS, ContenderSpec, resolve_contende
 from ov_sdxl.bench_target import TORCH_SOURCE_HINT, BenchTarget, native_size, prepare_target
 from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_HIGH_NOISE_FRAC, GenerationParams
 from ov_sdxl.errors import ConfigError, GenerationError
+from ov_sdxl.layout import ModelLayout, library_versions
 
 log = logging.getLogger(__name__)
 
@@ -97,25 +98,17 @@ def _warm_files(folders: list[Path | None]) -> None:
                         pass
 
 
-def _unfit(spec: ContenderSpec, model: Path) -> str | None:
-    """Why an ov-sdxl preset cannot run ``model`` (converted for another preset), or None."""
-    from ov_sdxl.layout import read_manifest
+def _unfit(spec: ContenderSpec, layout: ModelLayout) -> str | None:
+    """Why an ov-sdxl preset cannot run the model in ``layout`` (converted for another preset), or None."""
     from ov_sdxl.presets import resolve_preset
 
     if spec.kind != "ov-sdxl" or "preset" not in spec.options:
         return None
     try:
-        resolve_preset(spec.options["preset"], (read_manifest(model) or {}).get("weights"))
+        resolve_preset(spec.options["preset"], (layout.manifest or {}).get("weights"))
     except ConfigError as exc:
         return f"cannot run this model: {exc}"
     return None
-
-
-def _stage_dirs(model: Path) -> list[Path | None]:
-    from ov_sdxl.layout import ModelLayout
-
-    layout = ModelLayout.open(model)
-    return [layout.base, layout.refiner]
 
 
 def run_contender(spec: ContenderSpec, job: dict[str, Any], work: Path, prime: bool = False) -> dict[str, Any]:
@@ -153,7 +146,6 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
     takes almost no memory from them."""
     from ov_sdxl.bench_floor import floor_report, machine_info
     from ov_sdxl.bench_report import ratios, references_of
-    from ov_sdxl.layout import library_versions
 
     job = {
         "settings": asdict(settings),
@@ -172,13 +164,14 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
                 continue
             used = 2 if settings.two_stage else 1
             model = target.models.get(spec.weights) if spec.weights else target.model
-            reason = f"needs a model converted with --weights {spec.weights}" if model is None else _unfit(spec, model)
+            layout = ModelLayout.open(model) if model is not None else None
+            reason = _unfit(spec, layout) if layout else f"needs a model converted with --weights {spec.weights}"
             if reason:
                 results[spec.name] = {"skipped": reason}
                 log.info("%s: skipped, it %s", spec.name, reason)
                 continue
             own = {**job, "model": str(model)}
-            stages_dirs = [target.base, target.refiner] if spec.kind == "optimum" else _stage_dirs(model)
+            stages_dirs = [target.base, target.refiner] if spec.kind == "optimum" else [layout.base, layout.refiner]
             _warm_files(list(target.torch_source or ())[:used] if spec.kind == "torch" else stages_dirs[:used])
             try:
                 if spec.compiled_cache:

@@ -44,6 +44,7 @@ class ContenderSpec:
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     weights: str | None = None  # the conversion it runs (convert --weights); None: the measured model itself
+    floor_steps: bool = True  # its UNet steps do the floor's math (bf16 at the full batch): comparable with it
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -67,7 +68,12 @@ CONTENDERS: dict[str, ContenderSpec] = {
             "ov-sdxl:balanced", "ov-sdxl", {"preset": "balanced"}, "ov-sdxl, balanced preset (int8 IR)", "int8"
         ),
         ContenderSpec(
-            "ov-sdxl:fast", "ov-sdxl", {"preset": "fast"}, "ov-sdxl, fast preset (hybrid-int8 IR)", "hybrid-int8"
+            "ov-sdxl:fast",
+            "ov-sdxl",
+            {"preset": "fast"},
+            "ov-sdxl, fast preset (hybrid-int8 IR)",
+            "hybrid-int8",
+            floor_steps=False,  # int8 activations, and unguided (half-batch) steps after the guidance window
         ),
     )
 }

@@ -61,7 +61,7 @@ def prepare_target(
 ) -> BenchTarget:
     """Open the user's model, or build (once, cached) the tiny or the synthetic full-size one, and its conversions
     with ``weights``."""
-    from ov_sdxl.layout import ModelLayout, read_manifest
+    from ov_sdxl.layout import ModelLayout
 
     if model is not None and tiny:
         raise ConfigError("--tiny and --model both choose the weights; give one of them")
@@ -78,7 +78,7 @@ def prepare_target(
         label = "tiny random SDXL" if tiny else "synthetic full-size SDXL 1.0"
         layout = ModelLayout.open(model)
         models = {w: _converted(kind, cache, w) for w in weights}
-        models[read_manifest(model)["weights"]] = model
+        models[layout.manifest["weights"]] = model
     if two_stage and layout.refiner is None:
         raise ModelNotFoundError(f"base+refiner needs a refiner and {model} has none; convert one with --refiner")
     return BenchTarget(model, layout.base, layout.refiner, sources, label, models)
@@ -95,16 +95,19 @@ def _build(kind: str, cache: Path, synthetic: Path, weights: tuple[str, ...]) ->
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from ov_sdxl.layout import read_manifest
-
     built = _built(kind, cache, synthetic)
-    missing = tuple(
-        w for w in weights if not _converted(kind, cache, w).is_dir() or not read_manifest(_converted(kind, cache, w))
-    )
+    missing = tuple(w for w in weights if not _made(_converted(kind, cache, w)))
     if built is not None and not missing:
         return built
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_build_here, kind, cache, synthetic, missing).result()
+
+
+def _made(model: Path) -> bool:
+    """Whether a conversion finished in ``model`` (its manifest is written last)."""
+    from ov_sdxl.layout import read_manifest
+
+    return model.is_dir() and read_manifest(model) is not None
 
 
 def _built(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path] | None:

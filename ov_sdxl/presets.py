@@ -21,15 +21,12 @@ conversion to run. Every preset uses static shapes and the compiled-model cache 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ov_sdxl.config import Preset, WeightFormat
 from ov_sdxl.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 FAST_GUIDANCE_UNTIL = 0.5  # guidance while timestep >= 0.5 x the training timesteps: the noisier half
 GUIDED_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")  # what diffusers doubles for guidance
@@ -58,10 +55,15 @@ class PresetSettings:
 
     def guidance_window(self, pipe: Any, guidance: float) -> GuidanceWindow | None:
         """For ``fast``: when this call's guidance stops; None when every step is guided (or none is)."""
-        cfg = guidance > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
-        if self.guidance_until is None or not cfg:
+        if self.guidance_until is None or not uses_guidance(pipe, guidance):
             return None
         return GuidanceWindow(self.guidance_until, pipe.scheduler.config.num_train_timesteps)
+
+
+def uses_guidance(pipe: Any, guidance: float) -> bool:
+    """Whether ``pipe`` runs classifier-free guidance (a doubled UNet batch) at ``guidance``: not at 1 or below,
+    nor when the UNet takes the guidance scale as an input (LCM-distilled models)."""
+    return guidance > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ shared pages counted once) every few tenths of a second; over ``limit`` it stops
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -166,11 +167,16 @@ class ReleaseMappedPages:
     every page read stays resident: the UNet's 5.1 GB of fp16 next to what is built from it. Once a second,
     ``madvise(MADV_DONTNEED)`` drops the mapped pages of ``paths`` from this process; a page touched again is read
     back from the file (usually still in the page cache). Only mappings with no copy-on-write pages are released,
-    so a weight changed in place (a fused LoRA) is never lost.
+    so a weight changed in place (a fused LoRA) is never lost. ``folders`` releases every file mapped from below
+    them: OpenVINO maps a compiled-model cache blob (named by a hash) while importing it.
     """
 
-    def __init__(self, paths: list[Path]):
+    def __init__(self, paths: list[Path], folders: Sequence[Path] = ()):
         self.paths, self.stop = {str(p.resolve()) for p in paths}, None
+        self.folders = tuple(str(f.resolve()) + os.sep for f in folders)
+
+    def _released(self, path: str) -> bool:
+        return path in self.paths or path.startswith(self.folders)
 
     def _clean_ranges(self) -> list[tuple[int, int]]:
         ranges, current = [], None
@@ -179,7 +185,7 @@ class ReleaseMappedPages:
                 head = line.split(maxsplit=5)
                 if "-" in head[0] and len(head) >= 5:  # a mapping's header line
                     current = None
-                    if len(head) == 6 and head[5].strip() in self.paths:
+                    if len(head) == 6 and self._released(head[5].strip()):
                         start, end = head[0].split("-")
                         current = (int(start, 16), int(end, 16))
                 elif current is not None and head[0] == "Anonymous:":
@@ -192,7 +198,7 @@ class ReleaseMappedPages:
         """Give the read pages of ``paths`` back now (Linux; elsewhere nothing)."""
         import ctypes
 
-        if not sys.platform.startswith("linux") or not self.paths:
+        if not sys.platform.startswith("linux") or not (self.paths or self.folders):
             return
         madvise = ctypes.CDLL(None, use_errno=True).madvise
         madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
@@ -206,7 +212,7 @@ class ReleaseMappedPages:
     def __enter__(self) -> ReleaseMappedPages:
         import threading
 
-        if sys.platform.startswith("linux") and self.paths:
+        if sys.platform.startswith("linux") and (self.paths or self.folders):
             self.stop = threading.Event()
             threading.Thread(target=self._loop, daemon=True).start()
         return self

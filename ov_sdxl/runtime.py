@@ -33,7 +33,7 @@ from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, Mo
 from ov_sdxl.layout import ModelLayout
 from ov_sdxl.model_info import ModelInfo
 from ov_sdxl.pipelines import PipelineSet, check_device
-from ov_sdxl.presets import GUIDED_TENSORS, resolve_preset
+from ov_sdxl.presets import GUIDED_TENSORS, resolve_preset, uses_guidance
 from ov_sdxl.schedulers import make_scheduler
 from ov_sdxl.watermark import WATERMARK_METADATA, Watermarker
 from ov_sdxl.weighting import CHUNK, chunk_count, encode, needs_embeddings
@@ -243,9 +243,8 @@ class SDXLRuntime:
         if needs_embeddings(loaded, params):  # weighted or long prompts: embeddings computed here, in windows
             run.chunks = chunk_count(loaded, params)
         tokens = (CHUNK + 2) * (run.chunks or 1)
-        # classifier-free guidance doubles the UNet batch, unless the UNet takes guidance as an input (LCM)
-        cfg = params.guidance > 1 and getattr(loaded.unet.config, "time_cond_proj_dim", None) is None
-        window = self.preset.guidance_window(loaded, params.guidance) is not None
+        cfg = uses_guidance(loaded, params.guidance)
+        window = cfg and self.preset.guidance_until is not None  # guidance stops part-way: a dynamic UNet batch
         pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, cfg, tokens, window)
         original = self._schedulers.setdefault(id(pipe), self._own_scheduler(name, pipe.scheduler))
         pipe.scheduler = make_scheduler(params.scheduler, original)

@@ -42,6 +42,23 @@ def test_read_pages_are_given_back_and_read_again(weights):
             assert mapped[:256] == bytes(range(256)) and mapped[SIZE - 1] == 255  # read back from the file
 
 
+def test_files_below_a_folder_are_given_back(weights, tmp_path_factory):
+    """A compiled-model cache blob is named by a hash: every file mapped from below the folder is released."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "other.bin"
+    elsewhere.write_bytes(weights.read_bytes())
+    with open(weights, "rb") as a, open(elsewhere, "rb") as b:
+        with (
+            mmap.mmap(a.fileno(), 0, access=mmap.ACCESS_READ) as blob,
+            mmap.mmap(b.fileno(), 0, access=mmap.ACCESS_READ) as other,
+        ):
+            for mapped in (blob, other):
+                assert sum(mapped[i] for i in range(1, SIZE, 4096)) > 0
+            ReleaseMappedPages([], [weights.parent]).release()
+            assert mapping_rss_kb(weights) < SIZE // 1024 * 0.1
+            assert mapping_rss_kb(elsewhere) >= SIZE // 1024 * 0.9
+            assert blob[SIZE - 1] == 255
+
+
 def test_pages_changed_in_place_are_kept(weights):
     """A mapping with copy-on-write pages (a weight changed in place, such as a fused LoRA) is left alone."""
     with open(weights, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
