@@ -207,27 +207,36 @@ class PipelineSet:
 
 
 def _release_after_compile(part: Any, cache: Path | None) -> None:
-    """Make ``part`` give back the pages of its memory-mapped weights while and once it compiles.
+    """Make ``part`` give back the pages of its memory-mapped weights while it compiles and after its first call.
 
     OpenVINO reads the IR with mmap, and imports a compiled model from the ``cache`` folder with mmap too; the
-    CPU plugin makes its own copy of the weights (bf16, blocked layouts) either way. Without this the read pages
-    stay resident next to that copy, the weights counted twice (measured on the full-size SDXL at 512², quality
-    preset, warm cache: 7.8 GB of cache-blob pages next to 13 GB of compiled models). A page the compiled model
-    still uses is read back from the page cache when touched."""
+    CPU plugin makes its own copy of the weights (bf16, blocked layouts) while compiling, or, for an imported
+    model, during its first inference. Without this the read pages stay resident next to that copy, the weights
+    counted twice (measured on the full-size SDXL at 512², warm cache: 7.8 GB of cache-blob pages next to 13 GB
+    of compiled models for quality, 3 GB for fast). A page still used is read back from the page cache."""
     if part is None or getattr(part.compile, "releases_pages", False):
         return
     from ov_sdxl.resources import ReleaseMappedPages
 
-    original, weights = part.compile, Path(part.model_save_dir) / "openvino_model.bin"
+    pages = ReleaseMappedPages([Path(part.model_save_dir) / "openvino_model.bin"], [cache] if cache else [])
+    original_compile, original_forward, fresh = part.compile, part.forward, [False]
 
     def compile_releasing() -> None:
-        if part.request is not None:
-            return
-        with ReleaseMappedPages([weights], [cache] if cache is not None else []):
-            original()
+        if part.request is None:
+            with pages:
+                original_compile()
+            fresh[0] = True
+
+    def forward_releasing(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_forward(*args, **kwargs)  # compiles first, when needed
+        finally:
+            if fresh[0]:
+                fresh[0] = False
+                pages.release()
 
     compile_releasing.releases_pages = True
-    part.compile = compile_releasing  # an instance attribute: found before the class's method
+    part.compile, part.forward = compile_releasing, forward_releasing  # instance attributes: found first
 
 
 def _reshape(model: Any, batch: int, spatial: tuple[int, int] | None, tokens: int) -> None:

@@ -164,15 +164,15 @@ class ReleaseMappedPages:
     """While a sub-model is read from memory-mapped files, give the pages already read back to the system.
 
     Weights are memory-mapped (the source's safetensors while exporting, the written IR while compressing), and
-    every page read stays resident: the UNet's 5.1 GB of fp16 next to what is built from it. Once a second,
-    ``madvise(MADV_DONTNEED)`` drops the mapped pages of ``paths`` from this process; a page touched again is read
-    back from the file (usually still in the page cache). Only mappings with no copy-on-write pages are released,
-    so a weight changed in place (a fused LoRA) is never lost. ``folders`` releases every file mapped from below
-    them: OpenVINO maps a compiled-model cache blob (named by a hash) while importing it.
+    every page read stays resident: the UNet's 5.1 GB of fp16 next to what is built from it. Every ``interval``
+    seconds ``madvise(MADV_DONTNEED)`` drops the mapped pages of ``paths`` from this process; a page touched again
+    is read back from the file (usually still in the page cache). Only mappings with no copy-on-write pages are
+    released, so a weight changed in place (a fused LoRA) is never lost. ``folders`` releases every file mapped
+    from below them: OpenVINO maps a compiled-model cache blob (named by a hash) while importing it.
     """
 
-    def __init__(self, paths: list[Path], folders: Sequence[Path] = ()):
-        self.paths, self.stop = {str(p.resolve()) for p in paths}, None
+    def __init__(self, paths: list[Path], folders: Sequence[Path] = (), interval: float = 0.25):
+        self.paths, self.stop, self.interval = {str(p.resolve()) for p in paths}, None, interval
         self.folders = tuple(str(f.resolve()) + os.sep for f in folders)
 
     def _released(self, path: str) -> bool:
@@ -206,7 +206,7 @@ class ReleaseMappedPages:
             madvise(start, end - start, 4)  # MADV_DONTNEED
 
     def _loop(self) -> None:
-        while not self.stop.wait(1.0):
+        while not self.stop.wait(self.interval):
             self.release()
 
     def __enter__(self) -> ReleaseMappedPages:

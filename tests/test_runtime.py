@@ -282,3 +282,29 @@ def test_black_and_nan_images_are_named():
     assert problem(torch.full((1, 3, 8, 8), -1.0)) == "an entirely black image"
     assert problem(torch.full((1, 3, 8, 8), float("inf"))) == "NaN or infinite values"
     assert problem(torch.zeros((1, 3, 8, 8))) is None
+
+
+def mapped_kb(*folders):
+    """Resident kB of this process's mappings of files below ``folders`` (the IR's weights, cache blobs)."""
+    roots, total, current = tuple(str(f.resolve()) + "/" for f in folders), 0, False
+    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
+        for line in smaps:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5:
+                current = len(head) >= 6 and head[5].startswith(roots)
+            elif current and head[0] == "Rss:":
+                total += int(head[1])
+    return total
+
+
+def test_mapped_weights_are_given_back_once_compiled_and_run(tiny_model, tmp_path):
+    """The compiled models hold their own copy of the weights: the pages read from the IR (cold cache) or from
+    the cache blob (warm cache) are given back, not kept resident next to it."""
+    cache = tmp_path / "compiled"
+    weights = sum(f.stat().st_size for f in (tiny_model / "base").rglob("*.bin")) // 1024
+    for start in ("cold cache", "warm cache"):
+        runtime = SDXLRuntime.from_dir(tiny_model, cache_dir=cache)
+        runtime.text2img(PROMPT, steps=2, seed=SEED, **SIZE)
+        assert any(cache.iterdir())
+        # before this was done: 43% of the base's weights resident (cold), 112% (warm); with it: 2%, 0.3%
+        assert mapped_kb(tiny_model, cache) < 0.1 * weights, start
