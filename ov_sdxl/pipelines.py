@@ -207,7 +207,7 @@ class PipelineSet:
 
 
 def _release_after_compile(part: Any, cache: Path | None) -> None:
-    """Make ``part`` give back the pages of its memory-mapped weights while it compiles and after its first call.
+    """Make ``part`` give back the pages of its memory-mapped weights while it compiles and runs its first call.
 
     OpenVINO reads the IR with mmap, and imports a compiled model from the ``cache`` folder with mmap too; the
     CPU plugin makes its own copy of the weights (bf16, blocked layouts) while compiling, or, for an imported
@@ -218,22 +218,22 @@ def _release_after_compile(part: Any, cache: Path | None) -> None:
         return
     from ov_sdxl.resources import ReleaseMappedPages
 
-    pages = ReleaseMappedPages([Path(part.model_save_dir) / "openvino_model.bin"], [cache] if cache else [])
+    paths, folders = [Path(part.model_save_dir) / "openvino_model.bin"], [cache] if cache else []
     original_compile, original_forward, fresh = part.compile, part.forward, [False]
 
     def compile_releasing() -> None:
         if part.request is None:
-            with pages:
+            with ReleaseMappedPages(paths, folders):
                 original_compile()
             fresh[0] = True
 
     def forward_releasing(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return original_forward(*args, **kwargs)  # compiles first, when needed
-        finally:
-            if fresh[0]:
-                fresh[0] = False
-                pages.release()
+        if part.request is not None and not fresh[0]:
+            return original_forward(*args, **kwargs)
+        with ReleaseMappedPages(paths, folders):  # compiling, when needed, and the first inference
+            result = original_forward(*args, **kwargs)
+        fresh[0] = False
+        return result
 
     compile_releasing.releases_pages = True
     part.compile, part.forward = compile_releasing, forward_releasing  # instance attributes: found first
