@@ -199,7 +199,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="with --model: the diffusers folders (base [refiner]) it came from, for the PyTorch contenders",
     )
     p.add_argument("--tiny", action="store_true", help="the tiny random model instead (checks the harness quickly)")
-    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="converted models and compiled-model cache")
+    p.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="where the synthetic model's conversions are kept"
+    )
     p.add_argument("--synthetic", type=Path, default=DEFAULT_SYNTHETIC, help="the synthetic SDXL's sources")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, default=1, help="warm images measured per contender (median)")

@@ -84,7 +84,14 @@ def test_bench_tiny_quick_every_contender(tmp_path, tiny_model, tiny_sources, ti
     assert "FP32" in machine["optimization_capabilities"]
     assert results["versions"]["openvino"] and any("extrapolated" in note for note in results["notes"])
 
-    assert any((cache / "compiled").iterdir())  # ov-sdxl's compiled-model cache, filled by its priming run
+    for preset in presets:  # each filled a compiled-model cache of its own in a priming run, deleted once measured
+        primed = results["contenders"][preset]
+        assert primed["cold_first_image_s"] > 0 and primed["compiled_bytes"] > 1e6
+    assert (
+        "optimum-default" in results["contenders"]
+        and "cold_first_image_s" not in results["contenders"]["optimum-default"]
+    )
+    assert not (cache / "compiled").exists() and not list(tmp_path.glob("**/*.blob"))
     with Image.open(out_png) as chart:
         chart.load()
         assert chart.size[0] > 600 and chart.size[1] > 200
