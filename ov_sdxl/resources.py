@@ -179,20 +179,34 @@ class ReleaseMappedPages:
         return path in self.paths or path.startswith(self.folders)
 
     def _clean_ranges(self) -> list[tuple[int, int]]:
-        ranges, current = [], None
+        """The mappings of our files that hold no copy-on-write page. ``/proc/self/maps`` is cheap to read; only a
+        writable mapping needs ``smaps`` (which walks the page tables: tens of ms on a big process) for that check."""
+        read_only, writable = [], set()
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                head = line.split(maxsplit=5)
+                if len(head) == 6 and self._released(head[5].strip()):
+                    start, end = (int(address, 16) for address in head[0].split("-"))
+                    if "w" in head[1]:
+                        writable.add((start, end))
+                    else:
+                        read_only.append((start, end))
+        return read_only + (self._without_anonymous(writable) if writable else [])
+
+    @staticmethod
+    def _without_anonymous(ranges: set[tuple[int, int]]) -> list[tuple[int, int]]:
+        clean, current = [], None
         with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
             for line in smaps:
                 head = line.split(maxsplit=5)
                 if "-" in head[0] and len(head) >= 5:  # a mapping's header line
-                    current = None
-                    if len(head) == 6 and self._released(head[5].strip()):
-                        start, end = head[0].split("-")
-                        current = (int(start, 16), int(end, 16))
+                    start, end = (int(address, 16) for address in head[0].split("-"))
+                    current = (start, end) if (start, end) in ranges else None
                 elif current is not None and head[0] == "Anonymous:":
                     if int(head[1]) == 0:
-                        ranges.append(current)
+                        clean.append(current)
                     current = None
-        return ranges
+        return clean
 
     def release(self) -> None:
         """Give the read pages of ``paths`` back now (Linux; elsewhere nothing)."""

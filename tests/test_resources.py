@@ -68,6 +68,16 @@ def test_pages_changed_in_place_are_kept(weights):
         assert mapped[:4] == b"LoRA"
 
 
+def test_writable_mapping_only_read_is_given_back(weights):
+    """A private writable mapping (as torch maps a safetensors file) with no page changed is released."""
+    with open(weights, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+        assert sum(mapped[i] for i in range(1, SIZE, 4096)) > 0
+        assert mapping_rss_kb(weights) >= SIZE // 1024 * 0.9
+        ReleaseMappedPages([weights]).release()
+        assert mapping_rss_kb(weights) < SIZE // 1024 * 0.1
+        assert mapped[SIZE - 1] == 255
+
+
 def test_preflight_names_need_and_free(tmp_path):
     with pytest.raises(InsufficientResourcesError, match=r"needs about 1000000\.0 GB of free memory .* available"):
         check_free(memory=1e15, disk=0, folder=tmp_path)
