@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -364,6 +365,7 @@ def start_cli(args: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),  # see test_interrupts.start
     )
     lines, deadline = [], time.monotonic() + 300
     while time.monotonic() < deadline:

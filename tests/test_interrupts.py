@@ -1,5 +1,6 @@
 """Ctrl-C: generation exits at once with a message; conversion leaves no model folder and the rerun resumes."""
 
+import functools
 import os
 import signal
 import subprocess
@@ -21,6 +22,9 @@ def start(argv, cwd):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGINT as a terminal gives it: a suite started in the background by a shell without job control
+        # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),
     )
 
 
