@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ov_sdxl.resources import ReleaseMappedPages
+from ov_sdxl.page_release import ReleaseMappedPages
 
 log = logging.getLogger("ov_sdxl.export_part")
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ov_sdxl.errors import ConfigError
-from ov_sdxl.resources import ReleaseMappedPages
+from ov_sdxl.page_release import ReleaseMappedPages
 
 log = logging.getLogger("ov_sdxl.hybrid")
 

@@ -216,7 +216,7 @@ def _release_after_compile(part: Any, cache: Path | None) -> None:
     of compiled models for quality, 3 GB for fast). A page still used is read back from the page cache."""
     if part is None or getattr(part.compile, "releases_pages", False):
         return
-    from ov_sdxl.resources import ReleaseMappedPages
+    from ov_sdxl.page_release import ReleaseMappedPages
 
     paths, folders = [Path(part.model_save_dir) / "openvino_model.bin"], [cache] if cache else []
     original_compile, original_forward, fresh = part.compile, part.forward, [False]

@@ -4,7 +4,6 @@
     parse_size("8GB")                                   # 8_000_000_000 (also 8G, 7.5GiB, 512MB, a plain number)
     check_free(memory=6e9, disk=9e9, folder=Path("models"), max_memory=8e9)   # raises InsufficientResourcesError
     peak = run_watched([sys.executable, "-m", "ov_sdxl.export_part", "job.json"], limit=8e9)
-    with ReleaseMappedPages([Path("unet/openvino_model.bin")]): ...   # read pages of that file given back
 
 ``run_watched`` samples the resident memory of the child and all of its descendants (the whole process tree,
 shared pages counted once) every few tenths of a second; over ``limit`` it stops the tree and raises, so
@@ -14,11 +13,9 @@ shared pages counted once) every few tenths of a second; over ``limit`` it stops
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,80 +155,3 @@ def _stop(child: subprocess.Popen) -> None:
             continue
     child.kill()
     child.wait()
-
-
-class ReleaseMappedPages:
-    """While a sub-model is read from memory-mapped files, give the pages already read back to the system.
-
-    Weights are memory-mapped (the source's safetensors while exporting, the written IR while compressing), and
-    every page read stays resident: the UNet's 5.1 GB of fp16 next to what is built from it. Every ``interval``
-    seconds ``madvise(MADV_DONTNEED)`` drops the mapped pages of ``paths`` from this process; a page touched again
-    is read back from the file (usually still in the page cache). Only mappings with no copy-on-write pages are
-    released, so a weight changed in place (a fused LoRA) is never lost. ``folders`` releases every file mapped
-    from below them: OpenVINO maps a compiled-model cache blob (named by a hash) while importing it.
-    """
-
-    def __init__(self, paths: list[Path], folders: Sequence[Path] = (), interval: float = 0.25):
-        self.paths, self.stop, self.interval = {str(p.resolve()) for p in paths}, None, interval
-        self.folders = tuple(str(f.resolve()) + os.sep for f in folders)
-
-    def _released(self, path: str) -> bool:
-        return path in self.paths or path.startswith(self.folders)
-
-    def _clean_ranges(self) -> list[tuple[int, int]]:
-        """The mappings of our files that hold no copy-on-write page. ``/proc/self/maps`` is cheap to read; only a
-        writable mapping needs ``smaps`` (which walks the page tables: tens of ms on a big process) for that check."""
-        read_only, writable = [], set()
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                head = line.split(maxsplit=5)
-                if len(head) == 6 and self._released(head[5].strip()):
-                    start, end = (int(address, 16) for address in head[0].split("-"))
-                    if "w" in head[1]:
-                        writable.add((start, end))
-                    else:
-                        read_only.append((start, end))
-        return read_only + (self._without_anonymous(writable) if writable else [])
-
-    @staticmethod
-    def _without_anonymous(ranges: set[tuple[int, int]]) -> list[tuple[int, int]]:
-        clean, current = [], None
-        with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
-            for line in smaps:
-                head = line.split(maxsplit=5)
-                if "-" in head[0] and len(head) >= 5:  # a mapping's header line
-                    start, end = (int(address, 16) for address in head[0].split("-"))
-                    current = (start, end) if (start, end) in ranges else None
-                elif current is not None and head[0] == "Anonymous:":
-                    if int(head[1]) == 0:
-                        clean.append(current)
-                    current = None
-        return clean
-
-    def release(self) -> None:
-        """Give the read pages of ``paths`` back now (Linux; elsewhere nothing)."""
-        import ctypes
-
-        if not sys.platform.startswith("linux") or not (self.paths or self.folders):
-            return
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        for start, end in self._clean_ranges():
-            madvise(start, end - start, 4)  # MADV_DONTNEED
-
-    def _loop(self) -> None:
-        while not self.stop.wait(self.interval):
-            self.release()
-
-    def __enter__(self) -> ReleaseMappedPages:
-        import threading
-
-        if sys.platform.startswith("linux") and (self.paths or self.folders):
-            self.stop = threading.Event()
-            threading.Thread(target=self._loop, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.stop is not None:
-            self.stop.set()
-            self.release()  # what was read since the last pass
