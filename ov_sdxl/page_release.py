@@ -24,10 +24,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MADV_DONTNEED = 4
-PROBE_SIZE = 8 * 1024 * 1024  # spans whole huge pages, as a weight file's mapping does
+PROBE_SIZE = 32 * 1024 * 1024  # spans whole huge pages, as a weight file's mapping does
 
 
-@functools.cache  # a fact about this system: checked once per process and folder (about 30 ms)
+@functools.cache  # a fact about this system: checked once per process and folder (about 0.2 s)
 def dontneed_reads_files_back(folder: str | None = None, size: int = PROBE_SIZE) -> bool:
     """Whether ``MADV_DONTNEED`` on a file mapping, shared and private, gives the file's bytes on the next read.
 
