@@ -31,14 +31,26 @@ PROBE_SIZE = 32 * 1024 * 1024  # spans whole huge pages, as a weight file's mapp
 def dontneed_reads_files_back(folder: str | None = None, size: int = PROBE_SIZE) -> bool:
     """Whether ``MADV_DONTNEED`` on a file mapping, shared and private, gives the file's bytes on the next read.
 
-    Checked on a scratch file in ``folder`` (the temporary folder by default); False off Linux.
+    Checked on a scratch file in ``folder`` (the temporary folder by default); False off Linux, and False (with a
+    warning) where the check fails or cannot be made.
     """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        verdict = _check_on_scratch_file(folder, size)
+    except OSError as exc:
+        log.warning("could not check that released file pages are read back (%s)", exc)
+        verdict = False
+    if not verdict:
+        log.warning("mapped weight pages are not given back on this system, so memory use will be higher")
+    return verdict
+
+
+def _check_on_scratch_file(folder: str | None, size: int) -> bool:
     import ctypes
     import mmap
     import tempfile
 
-    if not sys.platform.startswith("linux"):
-        return False
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
@@ -55,7 +67,7 @@ def dontneed_reads_files_back(folder: str | None = None, size: int = PROBE_SIZE)
             try:
                 if ctypes.string_at(address, size) != pattern or libc.madvise(address, size, MADV_DONTNEED) != 0:
                     return False
-                if ctypes.string_at(address, size) != pattern:
+                if ctypes.string_at(address, size) != pattern:  # Linux reads the file back; some emulations zero it
                     return False
             finally:
                 libc.munmap(address, size)
@@ -74,7 +86,7 @@ class ReleaseMappedPages:
     def __init__(self, paths: list[Path], folders: Sequence[Path] = (), interval: float = 0.25):
         self.paths, self.stop, self.interval = {str(p.resolve()) for p in paths}, None, interval
         self.folders = tuple(str(f.resolve()) + os.sep for f in folders)
-        self.safe: bool | None = None  # checked at the first release
+        self.safe: bool | None = None  # checked at the first release (dontneed_reads_files_back)
 
     def _released(self, path: str) -> bool:
         return path in self.paths or path.startswith(self.folders)
@@ -112,11 +124,6 @@ class ReleaseMappedPages:
     def _allowed(self) -> bool:
         if self.safe is None:
             self.safe = dontneed_reads_files_back()
-            if not self.safe:
-                log.warning(
-                    "this system does not read a released file mapping back (madvise MADV_DONTNEED); "
-                    "weight pages are kept resident, so memory use will be higher"
-                )
         return self.safe
 
     def release(self) -> None:

@@ -89,12 +89,22 @@ def test_writable_mapping_only_read_is_given_back(weights, releasing):
 def test_nothing_is_released_where_files_would_not_be_read_back(weights, monkeypatch, caplog):
     """On a system whose MADV_DONTNEED would not read a file mapping back (some emulated kernels zero the pages),
     the pages stay resident and the user is told why memory use is higher."""
-    monkeypatch.setattr(page_release, "dontneed_reads_files_back", lambda: False)
-    with open(weights, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        assert len(mapped[:]) == SIZE  # every page read
-        ReleaseMappedPages([weights]).release()
-        assert mapping_rss_kb(weights) >= SIZE // 1024 * 0.9
-    assert "weight pages are kept resident" in caplog.text
+    monkeypatch.setattr(page_release, "_check_on_scratch_file", lambda folder, size: False)
+    page_release.dontneed_reads_files_back.cache_clear()
+    try:
+        with open(weights, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            assert len(mapped[:]) == SIZE  # every page read
+            ReleaseMappedPages([weights]).release()
+            assert mapping_rss_kb(weights) >= SIZE // 1024 * 0.9
+    finally:
+        page_release.dontneed_reads_files_back.cache_clear()  # the real check again for later tests
+    assert "pages are not given back on this system" in caplog.text
+
+
+def test_a_check_that_cannot_be_made_releases_nothing(tmp_path, caplog):
+    """No scratch file can be written (a folder that does not exist here): the check says no, and why."""
+    assert not page_release.dontneed_reads_files_back(str(tmp_path / "missing"))
+    assert "could not check" in caplog.text
 
 
 def test_the_check_agrees_with_a_release_and_leaves_nothing_behind(weights, tmp_path_factory):
