@@ -30,13 +30,14 @@ from ov_sdxl.errors import (
 
 if TYPE_CHECKING:
     from ov_sdxl.convert import convert_models
-    from ov_sdxl.runtime import GenerationResult, SDXLRuntime
+    from ov_sdxl.generation import GenerationResult
+    from ov_sdxl.runtime import SDXLRuntime
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "SDXLRuntime": "ov_sdxl.runtime",
-    "GenerationResult": "ov_sdxl.runtime",
+    "GenerationResult": "ov_sdxl.generation",
     "convert_models": "ov_sdxl.convert",
 }
 

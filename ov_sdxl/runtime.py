@@ -21,8 +21,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationParams, Mo
 from ov_sdxl.decode import decode_latents
 from ov_sdxl.embeddings import Embedding, EmbeddingSet, EmbeddingSpec
 from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, ModelNotFoundError
+from ov_sdxl.generation import GenerationResult, Progress, Run, Steps
 from ov_sdxl.layout import ModelLayout
 from ov_sdxl.model_info import ModelInfo
 from ov_sdxl.pipelines import PipelineSet, check_device
@@ -39,35 +38,6 @@ from ov_sdxl.watermark import WATERMARK_METADATA, Watermarker
 from ov_sdxl.weighting import CHUNK, chunk_count, encode, needs_embeddings
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    images: list[Any]  # PIL images
-    seed: int
-    params: GenerationParams
-    width: int
-    height: int
-    timings: dict[str, float] = field(default_factory=dict)
-    model: str = ""
-    base_images: list[Any] = field(default_factory=list)  # base+refiner with keep_base_images: the base's own
-    notes: list[str] = field(default_factory=list)  # what the user should know (a VAE re-run in f32)
-    extra: dict[str, str] = field(default_factory=dict)  # runtime settings that shaped the images (embeddings...)
-
-    def metadata(self) -> dict[str, str]:
-        """Everything needed to reproduce the images, as text (PNG metadata, display)."""
-        scheduler = self.params.scheduler or "model default"
-        return {
-            **self.params.to_metadata(),
-            "scheduler": scheduler,
-            "seed": str(self.seed),
-            "width": str(self.width),
-            "height": str(self.height),
-            "model": self.model,
-            **self.extra,
-        }
 
 
 class SDXLRuntime:
@@ -192,7 +162,7 @@ class SDXLRuntime:
             self._watermarker.check_size(width, height)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         generator = torch.Generator("cpu").manual_seed(seed)
-        run = _Run(self._embeddings.canonical_params(params), width, height, generator, _Steps(progress, cancel))
+        run = Run(self._embeddings.canonical_params(params), width, height, generator, Steps(progress, cancel))
         run.notes.extend(notes)
         for note in self._embeddings.notes(params):
             log.warning("%s", note)
@@ -236,7 +206,7 @@ class SDXLRuntime:
         native_w, native_h = self.native_size
         return params.width or native_w, params.height or native_h
 
-    def _prepare(self, name: str, run: _Run) -> Any:
+    def _prepare(self, name: str, run: Run) -> Any:
         """The pipeline, shaped for the request, with a fresh scheduler of the requested kind."""
         params = run.params
         loaded = getattr(self.pipelines, name)
@@ -258,7 +228,7 @@ class SDXLRuntime:
             return scheduler
         return scheduler.__class__.from_config(scheduler.config, prediction_type=prediction)
 
-    def _call(self, stage: str, pipe: Any, run: _Run, start: float = 1.0, **kwargs: Any) -> Any:
+    def _call(self, stage: str, pipe: Any, run: Run, start: float = 1.0, **kwargs: Any) -> Any:
         """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own.
         ``start`` is the noise level it starts from (1: pure noise), for the fast preset's guidance window."""
         params = run.params
@@ -297,7 +267,7 @@ class SDXLRuntime:
         run.timings[stage] = time.monotonic() - started
         return out.images
 
-    def _input_image(self, run: _Run) -> Any:
+    def _input_image(self, run: Run) -> Any:
         from ov_sdxl.images import to_rgb
 
         image = to_rgb(run.params.image)
@@ -306,17 +276,17 @@ class SDXLRuntime:
             image = image.resize((run.width, run.height))
         return image
 
-    def _run_text2img(self, run: _Run) -> list[Any]:
+    def _run_text2img(self, run: Run) -> list[Any]:
         pipe = self._prepare("base", run)
         return self._decode(pipe, self._call("base", pipe, run, width=run.width, height=run.height), run)
 
-    def _run_img2img(self, run: _Run) -> list[Any]:
+    def _run_img2img(self, run: Run) -> list[Any]:
         pipe = self._prepare("img2img", run)
         strength = run.params.strength
         latents = self._call("base", pipe, run, strength, image=self._input_image(run), strength=strength)
         return self._decode(pipe, latents, run)
 
-    def _run_base_refiner(self, run: _Run) -> list[Any]:
+    def _run_base_refiner(self, run: Run) -> list[Any]:
         fraction = run.params.high_noise_frac
         base = self._prepare("base", run)
         latents = self._call("base", base, run, width=run.width, height=run.height, denoising_end=fraction)
@@ -326,13 +296,13 @@ class SDXLRuntime:
         latents = self._call("refiner", refiner, run, 1 - fraction, image=latents, denoising_start=fraction)
         return self._decode(refiner, latents, run)
 
-    def _run_refine(self, run: _Run) -> list[Any]:
+    def _run_refine(self, run: Run) -> list[Any]:
         pipe = self._prepare("refiner", run)
         strength = run.params.strength
         latents = self._call("refiner", pipe, run, strength, image=self._input_image(run), strength=strength)
         return self._decode(pipe, latents, run)
 
-    def _decode(self, pipe: Any, latents: Any, run: _Run, timing: str = "decode") -> list[Any]:
+    def _decode(self, pipe: Any, latents: Any, run: Run, timing: str = "decode") -> list[Any]:
         """Latents to PIL images, as diffusers' SDXL ``__call__`` ends, with the NaN/black check of decode.py."""
         started = time.monotonic()
         fallback = (
@@ -345,38 +315,3 @@ class SDXLRuntime:
             images = self._watermarker.apply(images)
         run.timings[timing] = time.monotonic() - started
         return images
-
-
-@dataclass
-class _Run:
-    """One request in flight: what was asked, the resolved size and generator, and what it produced."""
-
-    params: GenerationParams
-    width: int
-    height: int
-    generator: Any
-    steps: _Steps
-    timings: dict[str, float] = field(default_factory=dict)
-    base_images: list[Any] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    chunks: int | None = None  # 77-token windows when the prompts are weighted or long (see weighting.py)
-
-
-class _Steps:
-    """Per-step progress reports and cancellation, through diffusers' ``callback_on_step_end``."""
-
-    def __init__(self, progress: Progress | None, cancel: threading.Event | None):
-        self.progress, self.cancel = progress, cancel
-
-    def check(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise GenerationCancelled("generation cancelled")
-
-    def callback(self, stage: str) -> Callable:
-        def on_step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
-            if self.progress is not None:
-                self.progress(stage, step + 1, pipe.num_timesteps)
-            self.check()
-            return callback_kwargs
-
-        return on_step_end
