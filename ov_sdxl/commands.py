@@ -159,17 +159,20 @@ def _demo(args: argparse.Namespace) -> int:
             preset=args.preset,
         )
     )
+    import tempfile
+
     from ov_sdxl.demo import build_demo, launch_demo  # imports Gradio: only this command needs it
 
-    demo = build_demo(runtime, notice=notice, limits=limits)
-    try:
-        url = launch_demo(demo, host=args.host, port=args.port, share=args.share, limits=limits)
-    except OSError as exc:
-        raise InputError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None
-    print(f"demo running on {url} (Ctrl-C to stop)", flush=True)
-    if demo.share_url:
-        print(f"public share link: {demo.share_url}", flush=True)
-    demo.block_thread()
+    with tempfile.TemporaryDirectory(prefix="ov-sdxl-demo-") as outputs:  # the generated files, gone at exit
+        demo = build_demo(runtime, notice=notice, limits=limits, output_dir=outputs)
+        try:
+            url = launch_demo(demo, host=args.host, port=args.port, share=args.share, limits=limits)
+        except OSError as exc:
+            raise InputError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None
+        print(f"demo running on {url} (Ctrl-C to stop)", flush=True)
+        if demo.share_url:
+            print(f"public share link: {demo.share_url}", flush=True)
+        demo.block_thread()  # returns on Ctrl-C, having closed the server
     return EXIT_OK
 
 

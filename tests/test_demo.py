@@ -391,13 +391,21 @@ def stop_cli(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def cli_env(tmp_path):
-    return {**os.environ, "HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    (tmp_path / "tmp").mkdir()
+    return {
+        **os.environ,
+        "HOME": str(tmp_path / "home"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 @pytest.mark.slow
 def test_cli_demo_commands(tiny_model, tmp_path, cli_env):
     """The README's demo commands: without --model the tiny model (built on first use, here already in the cache
-    folder as the same builder leaves it) with its notice; a missing model folder is refused."""
+    folder as the same builder leaves it) with its notice; a missing model folder is refused; the generated files
+    are gone once the demo stops."""
     section = readme_demo_section()
     if section is not None:
         assert set(re.findall(r"^(ov-sdxl demo.*)$", section, flags=re.M)) <= set(README_COMMANDS)
@@ -413,6 +421,7 @@ def test_cli_demo_commands(tiny_model, tmp_path, cli_env):
             timeout=120
         )
         assert Image.open(gallery[0]["image"]).size == (64, 64)
+        assert list((tmp_path / "tmp").glob("ov-sdxl-demo-*/*/*.png"))  # the run's own folder
         busy_port = subprocess.run(
             [str(Path(sys.executable).parent / "ov-sdxl"), "demo", "--port", str(port)],
             cwd=tmp_path,
@@ -424,6 +433,7 @@ def test_cli_demo_commands(tiny_model, tmp_path, cli_env):
         assert busy_port.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy_port.stderr
     finally:
         stop_cli(process)
+    assert not list((tmp_path / "tmp").glob("ov-sdxl-demo-*"))
     (tmp_path / "models").mkdir()
     missing = subprocess.run(
         README_COMMANDS[1].split(),
