@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +47,25 @@ def dontneed_reads_files_back(folder: str | None = None, size: int = PROBE_SIZE)
     return verdict
 
 
-def _check_on_scratch_file(folder: str | None, size: int) -> bool:
+@functools.cache
+def _libc() -> Any:
+    """The C library's mmap, madvise and munmap, typed once (release() calls madvise four times a second)."""
     import ctypes
-    import mmap
-    import tempfile
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
     libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    return libc
+
+
+def _check_on_scratch_file(folder: str | None, size: int) -> bool:
+    import ctypes
+    import mmap
+    import tempfile
+
+    libc = _libc()
     pattern = bytes(range(256)) * (size // 256)
     with tempfile.NamedTemporaryFile(dir=folder, prefix="ov-sdxl-probe-") as scratch:
         scratch.write(pattern)
@@ -86,7 +96,6 @@ class ReleaseMappedPages:
     def __init__(self, paths: list[Path], folders: Sequence[Path] = (), interval: float = 0.25):
         self.paths, self.stop, self.interval = {str(p.resolve()) for p in paths}, None, interval
         self.folders = tuple(str(f.resolve()) + os.sep for f in folders)
-        self.safe: bool | None = None  # checked at the first release (dontneed_reads_files_back)
 
     def _released(self, path: str) -> bool:
         return path in self.paths or path.startswith(self.folders)
@@ -121,21 +130,12 @@ class ReleaseMappedPages:
                     current = None
         return clean
 
-    def _allowed(self) -> bool:
-        if self.safe is None:
-            self.safe = dontneed_reads_files_back()
-        return self.safe
-
     def release(self) -> None:
         """Give the read pages of ``paths`` back now (where the check passed; elsewhere nothing)."""
-        import ctypes
-
-        if not (self.paths or self.folders) or not self._allowed():
+        if not (self.paths or self.folders) or not dontneed_reads_files_back():
             return
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
         for start, end in self._clean_ranges():
-            madvise(start, end - start, MADV_DONTNEED)
+            _libc().madvise(start, end - start, MADV_DONTNEED)
 
     def _loop(self) -> None:
         while not self.stop.wait(self.interval):
