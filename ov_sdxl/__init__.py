@@ -10,7 +10,7 @@ Heavy libraries (torch, openvino, optimum, diffusers) are imported only by the f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ov_sdxl.config import ConvertConfig, GenerationParams, Mode, Precision, Preset, RuntimeConfig, WeightFormat
 from ov_sdxl.errors import (
@@ -27,29 +27,19 @@ from ov_sdxl.errors import (
     OutputError,
     OvSdxlError,
 )
+from ov_sdxl.exports import lazy_exports
 
 if TYPE_CHECKING:
     from ov_sdxl.convert import convert_models
-    from ov_sdxl.generation import GenerationResult
-    from ov_sdxl.runtime import SDXLRuntime
+    from ov_sdxl.runtime import GenerationResult, SDXLRuntime
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "SDXLRuntime": "ov_sdxl.runtime",
-    "GenerationResult": "ov_sdxl.generation",
-    "convert_models": "ov_sdxl.convert",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Re-export the runtime and converter without importing them (and their dependencies) at import time."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ov_sdxl' has no attribute {name!r}")
-
+# the runtime and the converter, re-exported without importing them (and their dependencies) at import time
+__getattr__ = lazy_exports(
+    __name__,
+    {"SDXLRuntime": "ov_sdxl.runtime", "GenerationResult": "ov_sdxl.runtime", "convert_models": "ov_sdxl.convert"},
+)
 
 __all__ = [
     "ConfigError",

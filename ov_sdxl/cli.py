@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 
 from ov_sdxl.errors import InputError, OvSdxlError
@@ -31,7 +32,14 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message}")
 
 
+def _values(enum: type[Enum], *, leave_out: Sequence[Enum] = ()) -> list[str]:
+    """The choices of an option, from its enum: the one place that lists them."""
+    return [member.value for member in enum if member not in leave_out]
+
+
 def _add_convert(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.formats import WeightFormat
+
     p = sub.add_parser("convert", help="export SDXL base (+ refiner) to OpenVINO IR")
     p.add_argument("--base", required=True, help="SDXL base: hub id, diffusers folder or single .safetensors file")
     p.add_argument("--refiner", help="SDXL refiner: hub id, diffusers folder or single .safetensors file")
@@ -39,7 +47,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights",
         default="fp16",
-        choices=["fp32", "fp16", "int8", "int4", "hybrid-int8"],
+        choices=_values(WeightFormat),
         help="default: fp16; hybrid-int8: int8 weights, and int8 activations in the UNet (calibrated offline)",
     )
     p.add_argument(
@@ -83,7 +91,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
-    from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_HIGH_NOISE_FRAC, DEFAULT_STEPS, Mode
+    from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_HIGH_NOISE_FRAC, DEFAULT_STEPS, Mode, Precision
 
     p = sub.add_parser("generate", help="generate images with a converted model")
     p.add_argument("--model", required=True, type=Path, help="converted model folder (see convert, tiny)")
@@ -91,7 +99,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-2", help="prompt for the second text encoder (default: --prompt)")
     p.add_argument("--negative-prompt")
     p.add_argument("--negative-prompt-2")
-    p.add_argument("--mode", default="text2img", choices=[m.value for m in Mode])
+    p.add_argument("--mode", default=Mode.TEXT2IMG.value, choices=_values(Mode))
     p.add_argument("--image", type=Path, help="input image for img2img and refine")
     p.add_argument("--strength", type=float, help="img2img/refine noise strength in (0, 1]; default 0.6 / 0.3")
     p.add_argument(
@@ -112,7 +120,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "f32", "bf16", "f16"],
+        choices=_values(Precision),
         help="OpenVINO inference precision; auto = the device's default",
     )
     p.add_argument("--dynamic-shapes", action="store_true", help="skip static reshaping (no recompile per size)")
@@ -123,9 +131,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     """Runtime options of generate and demo: the preset, textual-inversion embeddings, the invisible watermark."""
+    from ov_sdxl.formats import Preset
+
     p.add_argument(
         "--preset",
-        choices=["quality", "balanced", "fast"],
+        choices=_values(Preset),
         help="quality (fp16 weights), balanced (int8) or fast (hybrid-int8, guidance in the early steps only); "
         "each runs the weights of its conversion (convert --weights); default: the model's own",
     )
@@ -145,19 +155,21 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.config import Mode, Precision
+
     p = sub.add_parser("compare", help="one labelled grid: the same prompt and seeds on several models")
     p.add_argument("--models", required=True, nargs="+", type=Path, help="converted model folders (columns)")
     p.add_argument("--seeds", required=True, nargs="+", type=int, help="one row per seed")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative-prompt")
-    p.add_argument("--mode", default="text2img", choices=["text2img", "base+refiner"])
+    p.add_argument("--mode", default=Mode.TEXT2IMG.value, choices=_values(Mode, leave_out=(Mode.IMG2IMG, Mode.REFINE)))
     p.add_argument("--steps", type=int, help="default: each model's own (30 for SDXL, 4 for SDXL-Turbo...)")
     p.add_argument("--guidance", type=float, help="default: each model's own (5.0 for SDXL, 0 for Turbo...)")
     p.add_argument("--width", type=int, help="default: the first model's native size")
     p.add_argument("--height", type=int)
     p.add_argument("--scheduler", help="default: each model's own")
     p.add_argument("--device", default="CPU")
-    p.add_argument("--precision", default="auto", choices=["auto", "f32", "bf16", "f16"])
+    p.add_argument("--precision", default=Precision.AUTO.value, choices=_values(Precision))
     p.add_argument("--output", type=Path, default=Path("grid.png"))
 
 
@@ -173,8 +185,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from ov_sdxl.bench import DEFAULT_CACHE, DEFAULT_SYNTHETIC, MODES, QUICK_STEPS, STEPS, TORCH_STEPS
-    from ov_sdxl.bench_contenders import CONTENDERS
+    from ov_sdxl.bench import CONTENDERS, DEFAULT_CACHE, DEFAULT_SYNTHETIC, MODES, QUICK_STEPS, STEPS, TORCH_STEPS
     from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC
 
     p = sub.add_parser("bench", help="measure generation speed and memory against diffusers and optimum-intel")
@@ -210,6 +221,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ov_sdxl.bench import CONVERSION_CONTENDERS, CONVERSION_WEIGHTS
+    from ov_sdxl.formats import WeightFormat
+
     parser = _Parser(prog="ov-sdxl", description="Stable Diffusion XL on Intel CPUs and GPUs with OpenVINO")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -219,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     p = sub.add_parser("tiny", help="build and convert a tiny random SDXL (offline; for trying things out)")
     p.add_argument("--output", required=True, type=Path)
-    p.add_argument("--weights", default="fp32", choices=["fp32", "fp16", "int8", "int4"])
+    # the tiny model is made by plain export; hybrid-int8 calibrates too (convert --weights hybrid-int8 does it)
+    p.add_argument("--weights", default="fp32", choices=_values(WeightFormat, leave_out=(WeightFormat.HYBRID_INT8,)))
     p.add_argument("--overwrite", action="store_true")
     _add_bench(sub)
     p = sub.add_parser("bench-convert", help="measure conversion time and peak memory against optimum-cli")
@@ -231,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path.home() / ".cache" / "ov-sdxl" / "synthetic",
         help="where the synthetic SDXL sources are kept (default: ~/.cache/ov-sdxl/synthetic)",
     )
-    p.add_argument("--weights", nargs="+", default=["fp16"], choices=["fp32", "fp16", "int8", "int4"])
-    p.add_argument("--contenders", nargs="+", default=["optimum-cli", "ov-sdxl"], choices=["optimum-cli", "ov-sdxl"])
+    p.add_argument("--weights", nargs="+", default=["fp16"], choices=CONVERSION_WEIGHTS)
+    p.add_argument("--contenders", nargs="+", default=list(CONVERSION_CONTENDERS), choices=CONVERSION_CONTENDERS)
     p.add_argument("--work", type=Path, help="folder for the temporary outputs (default: the system's temp folder)")
     p.add_argument("--json", type=Path, help="also write the measurements as JSON")
     p = sub.add_parser("verify", help="check every file of a model folder against its manifest's sha256")

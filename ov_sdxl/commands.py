@@ -61,23 +61,7 @@ def _generate(args: argparse.Namespace) -> int:
     from ov_sdxl.runtime import SDXLRuntime
 
     image = load_image(args.image) if args.image is not None else None
-    params = GenerationParams(
-        prompt=args.prompt,
-        prompt_2=args.prompt_2,
-        negative_prompt=args.negative_prompt,
-        negative_prompt_2=args.negative_prompt_2,
-        mode=args.mode,
-        image=image,
-        strength=args.strength,
-        high_noise_frac=args.high_noise_frac,
-        steps=args.steps,
-        guidance=args.guidance,
-        width=args.width,
-        height=args.height,
-        seed=args.seed,
-        num_images=args.num_images,
-        scheduler=args.scheduler,
-    )
+    params = GenerationParams.from_options(args, image=image)
     if args.output.suffix.lower() != ".png":
         raise InputError(f"--output {args.output} must end in .png")
     runtime = SDXLRuntime(
@@ -136,7 +120,7 @@ def tiny_model_dir() -> Path:
 
 def _demo(args: argparse.Namespace) -> int:
     from ov_sdxl.config import RuntimeConfig
-    from ov_sdxl.demo_inputs import DemoLimits
+    from ov_sdxl.demo import DemoLimits
     from ov_sdxl.runtime import SDXLRuntime
 
     limits = DemoLimits(max_queue=args.max_queue)
@@ -216,20 +200,11 @@ def _schedulers(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ov_sdxl.compare import compare_models
     from ov_sdxl.config import GenerationParams
     from ov_sdxl.images import save_images
+    from ov_sdxl.runtime import compare_models
 
-    params = GenerationParams(
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        mode=args.mode,
-        steps=args.steps,
-        guidance=args.guidance,
-        width=args.width,
-        height=args.height,
-        scheduler=args.scheduler,
-    )
+    params = GenerationParams.from_options(args)
     grid = compare_models(
         args.models, params, args.seeds, runtime_options={"device": args.device, "precision": args.precision}
     )
@@ -244,15 +219,15 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ov_sdxl.bench import main
+    from ov_sdxl.bench import generation_command
 
-    return main(args)
+    return generation_command(args)
 
 
 def _bench_convert(args: argparse.Namespace) -> int:
-    from ov_sdxl.convert_bench import main
+    from ov_sdxl.bench import conversion_command
 
-    return main(args)
+    return conversion_command(args)
 
 
 COMMANDS = {

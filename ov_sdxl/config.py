@@ -17,10 +17,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ov_sdxl.embeddings import EmbeddingSpec
 from ov_sdxl.errors import ConfigError
+from ov_sdxl.formats import Preset, WeightFormat
 from ov_sdxl.model_info import ModelInfo, parse_few_step
 from ov_sdxl.schedulers import check_scheduler_name
+from ov_sdxl.specs import EmbeddingSpec, LoraSpec
 
 MAX_SEED = 2**64 - 1
 DEFAULT_STEPS = 30
@@ -43,28 +44,6 @@ class Mode(str, Enum):
     @property
     def needs_refiner(self) -> bool:
         return self in (Mode.BASE_REFINER, Mode.REFINE)
-
-
-class WeightFormat(str, Enum):
-    """How the converted IR stores weights: plain floats, or NNCF weight compression."""
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8 = "int8"
-    INT4 = "int4"
-    HYBRID_INT8 = "hybrid-int8"  # UNet: int8 weights and int8 activations (NNCF hybrid, calibrated); others int8
-
-    @property
-    def is_compressed(self) -> bool:
-        return self in (WeightFormat.INT8, WeightFormat.INT4, WeightFormat.HYBRID_INT8)
-
-
-class Preset(str, Enum):
-    """Speed against exactness at run time (see presets.py); each expects weights of the matching conversion."""
-
-    QUALITY = "quality"  # fp16/fp32 weights, the math unchanged apart from bf16 where the hardware has it
-    BALANCED = "balanced"  # int8 (or int4) weights, the same runtime
-    FAST = "fast"  # hybrid-int8 weights, and classifier-free guidance only in the early steps
 
 
 class Precision(str, Enum):
@@ -101,12 +80,14 @@ class ConvertConfig:
     weights: WeightFormat = WeightFormat.FP16
     overwrite: bool = False
     few_step: ModelInfo | None = None  # a few-step model: "turbo", "lightning:4", "lcm" (see model_info.py)
-    loras: tuple[Any, ...] = ()  # LoraSpec or "FILE[:SCALE]" text, fused into the base before export (lora.py)
+    loras: tuple[LoraSpec, ...] = ()  # LoraSpec or "FILE[:SCALE]" text, fused into the base before export
     allow_pickle: bool = False  # single-file .ckpt sources: unpickling can run code, so only when asked
     single_file_config: Path | None = None  # a diffusers folder whose configs describe a single-file source
     max_memory: int | None = None  # bytes the conversion's processes may use at once; None: what is free
     calibration_prompts: Path | None = None  # hybrid-int8: a text file, one prompt per line; None: the shipped ones
-    calibration_samples: int | None = None  # hybrid-int8: UNet calls calibrated on, per UNet; None: hybrid.SAMPLES
+    calibration_samples: int | None = (
+        None  # hybrid-int8: UNet calls calibrated on, per UNet; None: convert.hybrid.SAMPLES
+    )
 
     def __post_init__(self) -> None:
         _set(self, "weights", _enum(WeightFormat, self.weights, "weight format"))
@@ -126,8 +107,6 @@ class ConvertConfig:
             value = self.calibration_samples
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"--calibration-samples {value!r} must be a whole number >= 1")
-        from ov_sdxl.lora import LoraSpec
-
         loras = self.loras if isinstance(self.loras, (list, tuple)) else [self.loras]
         _set(self, "loras", tuple(s if isinstance(s, LoraSpec) else LoraSpec.parse(s) for s in loras))
         if self.single_file_config is not None:
@@ -162,7 +141,7 @@ class RuntimeConfig:
     use_cache: bool = True
     embeddings: tuple[EmbeddingSpec, ...] = ()  # textual inversion: "FILE.safetensors[:TOKEN]", paths or specs
     watermark: bool = False  # SDXL's invisible watermark in every image (needs invisible-watermark)
-    preset: Preset | None = None  # None: the one that matches the model's weights (presets.py)
+    preset: Preset | None = None  # None: the one that matches the model's weights (formats.py)
 
     def __post_init__(self) -> None:
         _set(self, "model_dir", Path(self.model_dir))
@@ -310,6 +289,13 @@ class GenerationParams:
                         f"steps {self.steps} with high_noise_frac {self.high_noise_frac} leaves the {stage} "
                         "no step; raise steps or move the fraction"
                     )
+
+    @classmethod
+    def from_options(cls, options: Any, **given: Any) -> GenerationParams:
+        """Parameters from an object whose attributes are named as the fields (the CLI's argparse namespace, the
+        bench's settings): each field it has, then ``given`` over them; the fields it lacks keep their defaults."""
+        found = {f.name: getattr(options, f.name) for f in dataclasses.fields(cls) if hasattr(options, f.name)}
+        return cls(**{**found, **given})
 
     def to_metadata(self) -> dict[str, str]:
         """The parameters as text, for PNG metadata and display (the input image is not included)."""

@@ -1,9 +1,10 @@
-"""Memory and disk: sizes as people write them, checks before a long job, and a child process watched for RSS.
+"""Memory and disk: sizes as people write them, folder sizes, checks before a long job, a child process watched.
 
     from ov_sdxl.resources import parse_size, check_free, run_watched
     parse_size("8GB")                                   # 8_000_000_000 (also 8G, 7.5GiB, 512MB, a plain number)
     check_free(memory=6e9, disk=9e9, folder=Path("models"), max_memory=8e9)   # raises InsufficientResourcesError
-    peak = run_watched([sys.executable, "-m", "ov_sdxl.export_part", "job.json"], limit=8e9)
+    peak = run_watched([sys.executable, "-m", "ov_sdxl.convert.export_part", "job.json"], limit=8e9)
+    folder_size("models/sdxl")                          # bytes of every file below a folder
 
 ``run_watched`` samples the resident memory of the child and all of its descendants (the whole process tree,
 shared pages counted once) every few tenths of a second; over ``limit`` it stops the tree and raises, so
@@ -155,3 +156,11 @@ def _stop(child: subprocess.Popen) -> None:
             continue
     child.kill()
     child.wait()
+
+
+def folder_size(path: str | Path) -> int:
+    """Bytes of every file below ``path`` (a single file: its size)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

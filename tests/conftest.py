@@ -71,7 +71,7 @@ def torch_pipes(tiny_sources):
     """diffusers' own PyTorch pipelines on the same tiny weights: base, base-as-img2img, refiner.
 
     Without the watermark, which diffusers adds by default whenever invisible-watermark is installed (ours is off
-    by default, and tests/test_watermark.py compares the two with it on)."""
+    by default, and tests/runtime/test_watermark.py compares the two with it on)."""
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
     base_dir, refiner_dir = tiny_sources

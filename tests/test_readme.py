@@ -1,4 +1,5 @@
-"""The README stays true: its commands run here, offline, on the tiny model (hub ids fail with the offline error)."""
+"""The README and docs/ stay true: their commands run here, offline, on the tiny model (hub ids fail with the
+offline error); each line of a command block is either run here or named below with the test that covers it."""
 
 import os
 import re
@@ -10,11 +11,50 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+# README first, then the pages in the order a reader meets them; a new page must be added here to be run
+PAGES = ["README.md", *(f"docs/{name}.md" for name in ("install", "convert", "generate", "demo", "notebooks"))]
+PAGES += [f"docs/{name}.md" for name in ("benchmark", "errors", "architecture")]
+RUN = ("ov-sdxl ", "python convert.py ")
+NOT_RUN_HERE = {  # line start -> what runs it instead
+    "ov-sdxl demo": "tests/demo/test_demo.py (a server)",
+    "ov-sdxl bench": "tests/bench/ on the tiny model (these build a full-size SDXL)",
+    "pip install": ".ci/run (the plain route; PyTorch's own index is not reachable here)",
+    "python -m pytest": ".ci/run",
+    "ruff ": ".ci/run",
+    "jupyter lab": "tests/tutorial/test_notebooks.py (every notebook, executed)",
+    "OV_SDXL_TINY=1 jupyter lab": "tests/tutorial/test_notebooks.py",
+    "S=": "OpenVINO's benchmark_app, not ov-sdxl",
+    "benchmark_app": "OpenVINO's benchmark_app, not ov-sdxl",
+}
 
 
-def blocks(language):
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+def text(page: str) -> str:
+    return (ROOT / page).read_text(encoding="utf-8")
+
+
+def blocks(language: str, page: str = "README.md") -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text(page), flags=re.S)
+
+
+def command_lines(page: str) -> list[str]:
+    """The commands of a page's bash blocks: continuation lines (after a trailing \\) are part of the one before."""
+    return [
+        line for block in blocks("bash", page) for line in re.sub(r"\\\n\s*", "", block).strip().splitlines() if line
+    ]
+
+
+def test_every_page_is_listed():
+    assert sorted(PAGES[1:]) == sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+    assert len(text("README.md").splitlines()) <= 200  # a front door; the rest is in docs/
+
+
+def test_every_command_is_run_somewhere():
+    unknown = [
+        (page, line) for page in PAGES for line in command_lines(page) if not line.startswith((*RUN, *NOT_RUN_HERE))
+    ]
+    assert not unknown, unknown
+    python = {page: len(blocks("python", page)) for page in PAGES if blocks("python", page)}
+    assert python == {"README.md": 1, "docs/demo.md": 1}  # run by test_readme_python_api and tests/demo/test_demo.py
 
 
 def test_first_lines_are_install_run_and_test():
@@ -26,8 +66,8 @@ def test_first_lines_are_install_run_and_test():
 
 
 @pytest.mark.slow
-def test_readme_commands_run(tiny_model, tmp_path):
-    """Every ov-sdxl / convert.py line of the README, in order, in a fresh folder holding models/tiny."""
+def test_documented_commands_run(tiny_model, tmp_path):
+    """Every ov-sdxl / convert.py line of the README and docs/, in order, in a fresh folder holding models/tiny."""
     shutil.copytree(tiny_model, tmp_path / "models" / "tiny")  # built by the same function as `ov-sdxl tiny`
     shutil.copy(ROOT / "convert.py", tmp_path)
     bindir = str(Path(sys.executable).parent)
@@ -39,13 +79,11 @@ def test_readme_commands_run(tiny_model, tmp_path):
     }
     commands = [
         line
-        for block in blocks("bash")
-        for line in block.strip().splitlines()
-        if line.startswith(("ov-sdxl ", "python convert.py "))
-        and not line.startswith(("ov-sdxl demo", "ov-sdxl bench"))
-    ]  # the demo's commands start a server (tests/test_demo.py runs them); the benchmarks build a full-size SDXL
-    # (tests/test_convert_bench.py and tests/test_bench.py run them on the tiny model)
-    assert len(commands) >= 7
+        for page in PAGES
+        for line in command_lines(page)
+        if line.startswith(RUN) and not line.startswith(tuple(NOT_RUN_HERE))
+    ]
+    assert len(commands) >= 20
     for command in commands:
         done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True)
         if ".safetensors" in command:  # a file of the user's (a fine-tune, a LoRA): here it is missing, said at once

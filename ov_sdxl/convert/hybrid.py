@@ -1,0 +1,221 @@
+"""Hybrid int8 quantization of a converted SDXL UNet (``--weights hybrid-int8``), calibrated offline.
+
+It is what optimum-intel's ``quant_method="hybrid"`` does to a diffusion pipeline's UNet, done with optimum-intel's
+own functions: the weights of MatMuls (and embeddings) become int8, weight-only; Convolutions and the other ops get
+int8 weights *and* activations through FakeQuantize, calibrated on the UNet inputs seen while the stage's own
+pipeline renders the calibration prompts (smooth-quant off). The prompts are shipped
+(``ov_sdxl/data/calibration_prompts.txt``) or given as a file; nothing is downloaded (optimum-intel's own hybrid
+mode fetches a caption dataset from the hub). The converter runs it in a child process, after the export:
+
+    python -m ov_sdxl.convert.hybrid job.json          # a HybridJob as JSON (see HybridJob.write)
+
+    from ov_sdxl.convert.hybrid import HybridJob, read_prompts, run
+    calibration = read_prompts(None)           # the shipped prompts; or read_prompts(Path("my_prompts.txt"))
+    run(HybridJob(stage="base", folder="models/.sdxl.partial/base", prompts=calibration.prompts))
+
+Calibration data, per stage (the constants below are recorded in the model's manifest):
+- base: text2img of each prompt at ``min(native, 512)`` squared, ``STEPS`` steps, guidance ``GUIDANCE``, latents
+  out (no VAE decode); every UNet call is one sample, until ``SAMPLES`` are collected.
+- refiner: what ``--mode refine`` does to a base image: the base (already quantized, as it runs later) renders
+  latents as above, then the refiner denoises them as img2img with strength ``REFINER_STRENGTH`` over
+  ``REFINER_STEPS`` steps, so noise is added at the level where base+refiner hands over (t about 160 of 1000) and
+  each prompt gives ``REFINER_STEPS * REFINER_STRENGTH`` refiner samples. The base and the refiner are
+  loaded one after the other, never together.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC
+from ov_sdxl.errors import ConfigError
+from ov_sdxl.page_release import ReleaseMappedPages
+
+log = logging.getLogger("ov_sdxl.convert.hybrid")  # also when run as __main__
+
+SHIPPED_PROMPTS = Path(__file__).parents[1] / "data" / "calibration_prompts.txt"
+SAMPLES = 32  # UNet calls collected per UNet: a full-size UNet call at 512x512 takes about 3 s on 2 cores
+MAX_SIZE = 512  # calibration images are min(native, MAX_SIZE) squared, as optimum-intel's hybrid mode renders them
+STEPS = 10
+REFINER_STEPS = 25
+GUIDANCE = 5.0
+REFINER_STRENGTH = round(1 - DEFAULT_HIGH_NOISE_FRAC, 6)  # the refiner's share at the default hand-off: 5 steps of 25
+SEED = 0  # prompt i is rendered with seed SEED + i
+
+
+@dataclass(frozen=True)
+class CalibrationPrompts:
+    """The prompts the UNets are calibrated on, where they came from, and the sha256 of the list."""
+
+    prompts: tuple[str, ...]
+    source: str  # "shipped" or the file given with --calibration-prompts
+    samples: int = SAMPLES  # UNet calls collected per UNet (--calibration-samples)
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the prompts joined by newlines (comments and blank lines are not part of it)."""
+        return hashlib.sha256("\n".join(self.prompts).encode("utf-8")).hexdigest()
+
+    def manifest_entry(self, unets: dict[str, Any]) -> dict[str, Any]:
+        settings = {"max_size": MAX_SIZE, "steps": STEPS, "guidance": GUIDANCE, "seed": SEED}
+        settings.update(refiner_steps=REFINER_STEPS, refiner_strength=REFINER_STRENGTH)
+        return {
+            "prompt_source": self.source,
+            "prompts": len(self.prompts),
+            "prompts_sha256": self.sha256,
+            "samples_per_unet": self.samples,
+            "settings": settings,
+            "unets": unets,  # per stage: samples collected, prompts rendered, size
+        }
+
+
+def read_prompts(path: Path | None, samples: int | None = None) -> CalibrationPrompts:
+    """One prompt per line; blank lines and lines starting with ``#`` are skipped. None: the shipped prompts."""
+    file = SHIPPED_PROMPTS if path is None else Path(path)
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--calibration-prompts {file}: cannot read it as UTF-8 text ({exc})") from exc
+    prompts = tuple(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+    if not prompts:
+        raise ConfigError(
+            f"--calibration-prompts {file} holds no prompt; write one prompt per line (blank lines and "
+            "# comments are skipped)"
+        )
+    return CalibrationPrompts(prompts, "shipped" if path is None else str(file), samples or SAMPLES)
+
+
+@dataclass(frozen=True)
+class HybridJob:
+    """One UNet to calibrate and quantize in place: ``<folder>/unet/openvino_model.xml`` of a stage's folder."""
+
+    stage: str  # "base" or "refiner"
+    folder: str  # the stage's converted folder (its text encoders, VAE and scheduler are used to render)
+    prompts: tuple[str, ...]
+    base_folder: str | None = None  # refiner: the converted base, which renders the refiner's input latents
+    samples: int = SAMPLES
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)), encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> HybridJob:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(**{**data, "prompts": tuple(data["prompts"])})
+
+
+def _load(cls: Any, folder: str) -> Any:
+    pipe = cls.from_pretrained(folder, device="CPU", compile=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _size(pipe: Any) -> int:
+    return min(pipe.unet.config.get("sample_size", 64) * pipe.vae_scale_factor, MAX_SIZE)
+
+
+def _render(pipe: Any, prompts: tuple[str, ...], collect: list | None, limit: int = 0, images=None, **call: Any):
+    """Run ``pipe`` on each prompt (seed ``SEED + i``; img2img of ``images[i]`` when given), collecting its UNet's
+    inputs into ``collect`` with optimum-intel's InferRequestWrapper until ``limit`` are there; the latents made."""
+    import torch
+    from optimum.intel.openvino.quantization import InferRequestWrapper
+
+    pipe.compile()
+    unet = pipe.unet
+    if collect is not None:
+        unet.request = InferRequestWrapper(unet.request, collect)
+    latents = []
+    try:
+        for i, prompt in enumerate(prompts):
+            if collect is not None and len(collect) >= limit:
+                break
+            image = {} if images is None else {"image": images[i]}
+            generator = torch.Generator().manual_seed(SEED + i)
+            latents.append(pipe(prompt=prompt, output_type="latent", generator=generator, **image, **call).images)
+    finally:
+        if collect is not None:
+            unet.request = unet.request.request
+    return latents
+
+
+def collect_samples(job: HybridJob) -> tuple[list[Any], dict[str, Any]]:
+    """The UNet inputs to calibrate on (at most ``job.samples``), and what was run to get them."""
+    from optimum.intel import OVStableDiffusionXLImg2ImgPipeline, OVStableDiffusionXLPipeline
+
+    samples: list[Any] = []
+    base = _load(OVStableDiffusionXLPipeline, job.base_folder or job.folder)
+    size = _size(base)
+    text2img = {"height": size, "width": size, "num_inference_steps": STEPS, "guidance_scale": GUIDANCE}
+    if job.stage == "base":
+        rendered = _render(base, job.prompts, samples, job.samples, **text2img)
+    else:
+        per_prompt = max(1, int(REFINER_STEPS * REFINER_STRENGTH))  # as diffusers counts img2img steps
+        prompts = job.prompts[: math.ceil(job.samples / per_prompt)]
+        images = _render(base, prompts, None, **text2img)
+        del base
+        gc.collect()
+        refiner = _load(OVStableDiffusionXLImg2ImgPipeline, job.folder)
+        refine = {"strength": REFINER_STRENGTH, "num_inference_steps": REFINER_STEPS, "guidance_scale": GUIDANCE}
+        rendered = _render(refiner, prompts, samples, job.samples, images=images, **refine)
+    samples = samples[: job.samples]
+    return samples, {"samples": len(samples), "prompts_run": len(rendered), "size": size}
+
+
+def quantize(xml: Path, samples: list[Any]) -> None:
+    """optimum-intel's hybrid quantization of the IR at ``xml``, calibrated on ``samples``, written in place."""
+    import nncf
+    import openvino as ov
+    from optimum.intel import OVWeightQuantizationConfig
+    from optimum.intel.openvino.quantization import _get_hybrid_mixed_quantization_config, _mixed_quantization
+
+    nncf.set_log_level(logging.ERROR)  # not a line per op left out of the activation quantization
+    tmp = xml.with_name("quantized.xml")
+    with ReleaseMappedPages([xml.with_suffix(".bin")]):
+        model = ov.Core().read_model(xml)
+        wanted = OVWeightQuantizationConfig(bits=8, quant_method="hybrid", num_samples=len(samples))
+        mixed = _get_hybrid_mixed_quantization_config(model, wanted)
+        model = _mixed_quantization(model, mixed, nncf.Dataset(samples))
+        ov.save_model(model, tmp, compress_to_fp16=False)
+    del model
+    gc.collect()
+    tmp.replace(xml)
+    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+
+
+def run(job: HybridJob) -> dict[str, Any]:
+    """Calibrate and quantize the job's UNet in place; returns samples collected, prompts rendered, image size."""
+    started = time.monotonic()
+    samples, info = collect_samples(job)
+    gc.collect()  # the pipelines are gone; give their memory back before NNCF compiles the UNet again
+    log.info(
+        "[%s] %d calibration samples from %d prompts in %.1f s",
+        job.stage,
+        len(samples),
+        info["prompts_run"],
+        time.monotonic() - started,
+    )
+    started = time.monotonic()
+    quantize(Path(job.folder) / "unet" / "openvino_model.xml", samples)
+    log.info("[%s] unet: hybrid int8 quantization in %.1f s", job.stage, time.monotonic() - started)
+    return info
+
+
+def main(argv: list[str]) -> int:
+    """Child entry point, as ``ov_sdxl.convert.export_part``'s: errors are written where the parent reads them."""
+    from ov_sdxl.convert.export_part import child_main
+
+    return child_main(argv, lambda job_file: run(HybridJob.read(job_file)))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

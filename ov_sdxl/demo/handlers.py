@@ -1,0 +1,279 @@
+"""What the demo's events do: form -> GenerationParams -> runtime -> PNGs and a gallery, or a readable error.
+
+    from ov_sdxl.demo.handlers import DemoHandlers
+    handlers = DemoHandlers(runtime, DemoLimits(), output_dir=Path("/tmp/ov-sdxl-demo"))
+    gallery, status, parameters, seed = handlers.generate("Text to image", "a fox", size="Custom",
+                                                          width=128, height=128, steps=4)
+    gallery, status, parameters = handlers.text2img("a fox", width=128, height=128, steps=4)   # /text2img
+
+The runtime's typed errors become ``gr.Error`` (one line, never a traceback); ``GenerationCancelled`` (the Stop
+button) ends the run with a status line. Every image is written as a PNG that carries its parameters, in a run
+folder under ``output_dir``; old runs are deleted as new ones arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC, GenerationParams, Mode
+from ov_sdxl.demo.inputs import MODEL_SCHEDULER, MODES, RANDOM_SEED, DemoLimits, preset_size, to_params
+from ov_sdxl.errors import ConfigError, GenerationCancelled, InputError, OvSdxlError
+
+log = logging.getLogger(__name__)
+
+Outputs = tuple[list, str, dict, Any]  # gallery, status line, parameters, seed used (or gr.skip())
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Our typed errors as ``gr.Error``: the message only, the user's to fix or the failure named."""
+    try:
+        yield
+    except GenerationCancelled:
+        raise
+    except InputError as exc:
+        raise gr.Error(str(exc), title="Check the settings", print_exception=False) from None
+    except OvSdxlError as exc:
+        log.error("demo: %s: %s", type(exc).__name__, exc)
+        raise gr.Error(f"Generation failed: {exc}", print_exception=False) from None
+
+
+@dataclass
+class _Run:
+    """One generation in flight: its Stop event, the steps it reached, and whether it has ended."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+    steps: dict[str, str] = field(default_factory=dict)  # stage -> "5 of 30"
+
+    def reached(self) -> str:
+        return ", ".join(f"{stage} step {step}" for stage, step in self.steps.items()) or "before the first step"
+
+
+class _Runs:
+    """The runs in flight per session, so that Stop reaches the runs of the browser tab that pressed it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, list[_Run]] = {}
+
+    @contextmanager
+    def start(self, session: str) -> Iterator[_Run]:
+        run = _Run()
+        with self._lock:
+            self._live.setdefault(session, []).append(run)
+        try:
+            yield run
+        finally:
+            run.ended.set()
+            with self._lock:
+                self._live[session].remove(run)
+                if not self._live[session]:
+                    del self._live[session]
+
+    def stop(self, session: str, wait_s: float) -> str:
+        with self._lock:
+            runs = list(self._live.get(session, []))
+        for run in runs:
+            run.cancel.set()
+        if not runs:
+            return "Nothing was running."
+        if all(run.ended.wait(wait_s) for run in runs):
+            return f"Stopped ({'; '.join(run.reached() for run in runs)}); nothing was kept."
+        return "Stopping at the end of the current step…"
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+class DemoHandlers:
+    """The functions behind the demo's buttons and API endpoints, on one runtime."""
+
+    def __init__(self, runtime: Any, limits: DemoLimits, output_dir: Path):
+        self.runtime, self.limits = runtime, limits
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.native = runtime.native_size
+        self.runs = _Runs()
+
+    # -- the browser's Stop (Generate is ``generate``, below) -------------------------------------------------
+    def stop(self, request: gr.Request | None = None, wait_s: float = 5.0) -> str:
+        """Stop this session's run within one step; wait a little for it to end, to say where it stopped."""
+        return self.runs.stop(_session(request), wait_s)
+
+    def generate(
+        self,
+        mode: str,
+        prompt: str,
+        negative_prompt: str = "",
+        image: str | None = None,
+        size: str | None = None,
+        width: float | None = None,
+        height: float | None = None,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
+        strength: float | None = None,
+        high_noise_frac: float = DEFAULT_HIGH_NOISE_FRAC,
+        seed: str | int = RANDOM_SEED,
+        scheduler: str = MODEL_SCHEDULER,
+        num_images: float = 1,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),  # noqa: B008 - Gradio's idiom: a tracker per event
+    ) -> Outputs:
+        """The Generate button: the gallery, a status line, the parameters and the seed used."""
+        values = _form(locals())
+        with user_errors():
+            if mode not in MODES:
+                raise ConfigError(f"mode {mode!r} is not one of: {', '.join(MODES)}")
+            values["width"], values["height"] = preset_size(values.pop("size"), width, height, self.native)
+        return self._generate(MODES[values.pop("mode")], values, request, progress)
+
+    # -- the API endpoints: the images, a status line and the parameters -------------------------------------
+    def text2img(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: float | None = None,
+        height: float | None = None,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
+        seed: str | int = RANDOM_SEED,
+        scheduler: str = MODEL_SCHEDULER,
+        num_images: float = 1,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> tuple[list, str, dict]:
+        """Text to image with the base; width and height default to the model's native size."""
+        return self._generate(Mode.TEXT2IMG, _form(locals()), request, progress)[:3]
+
+    def base_refiner(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: float | None = None,
+        height: float | None = None,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
+        high_noise_frac: float = DEFAULT_HIGH_NOISE_FRAC,
+        seed: str | int = RANDOM_SEED,
+        scheduler: str = MODEL_SCHEDULER,
+        num_images: float = 1,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> tuple[list, str, dict]:
+        """The base to ``high_noise_frac``, then the refiner: each base image next to its refined one."""
+        return self._generate(Mode.BASE_REFINER, _form(locals()), request, progress)[:3]
+
+    def img2img(
+        self,
+        prompt: str,
+        image: str | None = None,
+        negative_prompt: str = "",
+        strength: float | None = None,
+        width: float | None = None,
+        height: float | None = None,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
+        seed: str | int = RANDOM_SEED,
+        scheduler: str = MODEL_SCHEDULER,
+        num_images: float = 1,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> tuple[list, str, dict]:
+        """Image to image with the base; the input's size unless width and height are given; strength 0.6."""
+        return self._generate(Mode.IMG2IMG, _form(locals()), request, progress)[:3]
+
+    def refine(
+        self,
+        prompt: str,
+        image: str | None = None,
+        negative_prompt: str = "",
+        strength: float | None = None,
+        width: float | None = None,
+        height: float | None = None,
+        steps: float | None = None,  # None: the model's own (30 for SDXL, 4 for SDXL-Turbo...)
+        guidance: float | None = None,
+        seed: str | int = RANDOM_SEED,
+        scheduler: str = MODEL_SCHEDULER,
+        num_images: float = 1,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> tuple[list, str, dict]:
+        """The refiner on a finished image; the input's size unless width and height are given; strength 0.3."""
+        return self._generate(Mode.REFINE, _form(locals()), request, progress)[:3]
+
+    # -- one run -----------------------------------------------------------------------------------------------
+    def _generate(self, mode: Mode, values: dict[str, Any], request: gr.Request | None, progress: Any) -> Outputs:
+        runtime = self.runtime
+        with user_errors():
+            params = to_params(mode, values, native=self.native, has_refiner=runtime.has_refiner, limits=self.limits)
+        with self.runs.start(_session(request)) as run:
+            return self._run(params, progress, run)
+
+    def _run(self, params: GenerationParams, progress: Any, run: _Run) -> Outputs:
+        progress(0, desc="Preparing the model (the first run, and each new size, compiles it: up to a minute)…")
+
+        def report(stage: str, step: int, total: int) -> None:
+            run.steps[stage] = f"{step} of {total}"
+            progress((step, total), desc=f"{stage}: step {step} of {total}", unit="steps")
+
+        log.info("demo: generating %s", params)
+        try:
+            with user_errors():
+                result = self.runtime.generate(params, progress=report, cancel=run.cancel)
+        except GenerationCancelled:
+            return [], f"Stopped ({run.reached()}); nothing was kept.", {}, gr.skip()
+        except gr.Error:
+            raise
+        except Exception as exc:  # the boundary: the server log gets the traceback, the browser one line
+            log.exception("demo: unexpected error in generation")
+            raise gr.Error(f"Unexpected {type(exc).__name__}; the server log has the details.") from None
+        return self._publish(result)
+
+    def _publish(self, result: Any) -> Outputs:
+        """Write the PNGs with their parameters; the gallery shows each base image next to its refined one."""
+        from ov_sdxl.images import save_images
+
+        self.prune()
+        run_dir = self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+        metadata = result.metadata()
+        with user_errors():
+            final = save_images(result.images, run_dir / "image.png", metadata)
+            base = save_images(result.base_images, run_dir / "base.png", {**metadata, "stage": "base"})
+        if base:
+            fraction = f"{result.params.high_noise_frac:g}"
+            gallery = []
+            for i, (b, r) in enumerate(zip(base, final, strict=True), start=1):
+                gallery += [(str(b), f"{i}: base, handed off at {fraction}"), (str(r), f"{i}: refined")]
+        else:
+            gallery = [(str(path), f"{i}: seed {result.seed}") for i, path in enumerate(final, start=1)]
+        timing = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+        status = (
+            f"Done: seed {result.seed}, {result.width}×{result.height} ({timing}). The PNGs carry their parameters."
+        )
+        return gallery, status, metadata, str(result.seed)
+
+    def prune(self) -> None:
+        """Delete runs older than ``output_ttl_s``, and the oldest beyond ``max_kept_runs`` (with the next one)."""
+        runs = sorted((p for p in self.output_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        cutoff, extra = time.time() - self.limits.output_ttl_s, len(runs) + 1 - self.limits.max_kept_runs
+        for i, run in enumerate(runs):
+            if i < extra or run.stat().st_mtime < cutoff:
+                shutil.rmtree(run, ignore_errors=True)
+
+
+def _form(values: dict[str, Any]) -> dict[str, Any]:
+    """A handler's arguments (its ``locals()``) without the ones Gradio fills in."""
+    return {k: v for k, v in values.items() if k not in ("self", "request", "progress")}

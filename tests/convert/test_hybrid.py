@@ -1,0 +1,169 @@
+"""--weights hybrid-int8 on the tiny model: FakeQuantize in the UNets, int8 text encoders, images close to fp32's,
+calibration prompts from a file (recorded in the manifest), the errors, and no download."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from conftest import PROMPT, TWO_PROMPTS, mean_abs_diff
+
+from ov_sdxl.cli import main
+from ov_sdxl.config import ConvertConfig
+from ov_sdxl.convert import convert_models
+from ov_sdxl.convert.hybrid import SHIPPED_PROMPTS, read_prompts
+from ov_sdxl.errors import ConfigError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def hybrid_model(tiny_hybrid_model):
+    """The tiny base + refiner converted with --weights hybrid-int8 by the CLI (conftest.py), and its prompt file."""
+    return tiny_hybrid_model
+
+
+def _ops(xml):
+    import openvino as ov
+
+    model = ov.Core().read_model(xml)
+    fake_quantize = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+    int8 = sum(
+        op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() in ("u8", "i8")
+        for op in model.get_ops()
+    )
+    return fake_quantize, int8
+
+
+def test_unets_get_fake_quantize_and_the_others_int8_weights(hybrid_model, tiny_model):
+    model, _ = hybrid_model
+    for stage in ("base", "refiner"):
+        fake_quantize, int8 = _ops(model / stage / "unet" / "openvino_model.xml")
+        assert fake_quantize > 0 and int8 > 0, stage
+        assert _ops(tiny_model / stage / "unet" / "openvino_model.xml") == (0, 0)  # the float conversion
+        for part in ("text_encoder_2", "vae_decoder"):
+            fake_quantize, int8 = _ops(model / stage / part / "openvino_model.xml")
+            assert fake_quantize == 0 and int8 > 0, (stage, part)
+    assert _ops(model / "base" / "text_encoder" / "openvino_model.xml")[1] > 0
+
+
+def test_manifest_records_the_calibration_prompts_file(hybrid_model):
+    model, prompts = hybrid_model
+    manifest = json.loads((model / "ov_sdxl.json").read_text(encoding="utf-8"))
+    calibration = manifest["calibration"]
+    lines = ["a lighthouse at dusk, oil painting", "portrait photo of a fisherman, soft light"]
+    assert manifest["weights"] == "hybrid-int8"
+    assert calibration["prompt_source"] == str(prompts)  # the file given, not optimum-intel's caption dataset
+    assert calibration["prompts"] == 2
+    assert calibration["prompts_sha256"] == hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    assert calibration["settings"] == {
+        "max_size": 512,
+        "steps": 10,
+        "guidance": 5.0,
+        "seed": 0,
+        "refiner_steps": 25,
+        "refiner_strength": 0.2,
+    }
+    # two prompts: 10 base steps each (one sample per UNet call), 5 refiner steps each
+    assert calibration["unets"] == {
+        "base": {"samples": 20, "prompts_run": 2, "size": 512},
+        "refiner": {"samples": 10, "prompts_run": 2, "size": 512},
+    }
+
+
+def test_images_stay_close_to_the_float_model(hybrid_model, runtime, ov_cache):
+    """The hybrid model (run with its own preset, fast) against the fp32 conversion of the same weights and seed:
+    measured 1.76 (text2img) and 1.76 (base+refiner) in 0..255 units on noise-like tiny images; another seed's
+    image is about 10 times further away."""
+    from ov_sdxl import SDXLRuntime
+
+    hybrid = SDXLRuntime.from_dir(hybrid_model[0], device="CPU", precision="f32", cache_dir=ov_cache)
+    args = {"steps": 6, "seed": 5, "width": 128, "height": 128}
+    for task in ("text2img", "base_then_refiner"):
+        image = getattr(hybrid, task)(PROMPT, **args).images[0]
+        reference = getattr(runtime, task)(PROMPT, **args).images[0]
+        assert np.asarray(image, dtype=np.float32).std() > 10, task  # not flat
+        diff = mean_abs_diff(image, reference)
+        assert 0 < diff < 6.0, (task, diff)
+    other_seed = runtime.text2img(PROMPT, **{**args, "seed": 6}).images[0]
+    assert mean_abs_diff(hybrid.text2img(PROMPT, **args).images[0], other_seed) > 15
+
+
+def test_a_complete_conversion_is_reused_only_for_the_same_prompts(hybrid_model, tiny_sources):
+    model, prompts = hybrid_model
+    base_dir, refiner_dir = (str(p) for p in tiny_sources)
+    same = ConvertConfig(
+        base=base_dir, output=model, refiner=refiner_dir, weights="hybrid-int8", calibration_prompts=prompts
+    )
+    assert convert_models(same).skipped
+    shipped = ConvertConfig(base=base_dir, output=model, refiner=refiner_dir, weights="hybrid-int8")
+    with pytest.raises(ConfigError, match="already holds a different conversion"):
+        convert_models(shipped)
+
+
+def test_progress_redoes_the_quantization_of_a_unet_exported_again(tmp_path):
+    """The resume bookkeeping: the hybrid step counts only on the UNet files it produced."""
+    from ov_sdxl.convert.export import _Progress
+
+    unet = tmp_path / "base" / "unet"
+    unet.mkdir(parents=True)
+    (unet / "openvino_model.xml").write_text("fp16", encoding="utf-8")
+    progress = _Progress(tmp_path, "key")
+    progress.record("base", "unet")
+    assert progress.finished("base", "unet") and not progress.finished("base", "unet", step="hybrid-int8")
+    (unet / "openvino_model.xml").write_text("quantized", encoding="utf-8")
+    assert not progress.finished("base", "unet")  # changed after the record: an interrupted step
+    progress.record("base", "unet", step="hybrid-int8", result={"samples": 3})
+    again = _Progress(tmp_path, "key")  # read back from progress.json
+    assert again.finished("base", "unet", step="hybrid-int8")
+    assert again.steps == {"base/unet:hybrid-int8": {"samples": 3}}
+    again.record("base", "unet")  # exported anew: to be quantized again
+    assert not again.finished("base", "unet", step="hybrid-int8") and again.steps == {}
+    assert _Progress(tmp_path, "another request").steps == {}
+
+
+def test_shipped_prompts_are_read_offline():
+    shipped = read_prompts(None)
+    assert shipped.source == "shipped" and len(shipped.prompts) == 40 and len(set(shipped.prompts)) == 40
+    assert all(not p.startswith("#") and p == p.strip() and p for p in shipped.prompts)
+    assert SHIPPED_PROMPTS.is_file()
+    assert shipped.manifest_entry({})["prompt_source"] == "shipped"
+
+
+def test_empty_prompt_file_is_refused_before_any_work(tiny_sources, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n\n   \n", encoding="utf-8")
+    config = ConvertConfig(
+        base=str(tiny_sources[0]), output=tmp_path / "m", weights="hybrid-int8", calibration_prompts=empty
+    )
+    with pytest.raises(ConfigError, match=f"--calibration-prompts {empty} holds no prompt"):
+        convert_models(config)
+    assert not (tmp_path / "m").exists() and not (tmp_path / ".m.partial").exists()
+
+
+def test_cli_refuses_calibration_prompts_without_hybrid(tiny_sources, tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(TWO_PROMPTS, encoding="utf-8")
+    argv = ["convert", "--base", tiny_sources[0], "--output", tmp_path / "m", "--weights", "int8"]
+    code = main([str(a) for a in [*argv, "--calibration-prompts", prompts]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--calibration-prompts is only used by --weights hybrid-int8, not int8" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    argv = ["convert", "--base", tiny_sources[0], "--output", tmp_path / "m", "--weights", "hybrid-int8"]
+    code = main([str(a) for a in [*argv, "--calibration-prompts", empty]])
+    assert code == 2 and f"{empty} holds no prompt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"weights": "int8", "calibration_samples": 8}, "--calibration-samples is only used by --weights hybrid-int8"),
+        ({"weights": "hybrid-int8", "calibration_samples": 0}, "--calibration-samples 0 must be a whole number >= 1"),
+    ],
+)
+def test_calibration_samples_rules(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        ConvertConfig(base="b", output=tmp_path / "m", **options)
+    assert read_prompts(None, 8).samples == 8 and read_prompts(None).samples == 32

@@ -1,0 +1,138 @@
+"""Presets: the weights each one runs, what it changes at run time, and parity where it promises parity.
+
+The fast preset's guidance window is checked on the tiny fp32 weights relabelled hybrid-int8, so that its images
+can be compared with diffusers' PyTorch pipeline on the same weights; tests/convert/test_hybrid.py converts real hybrid
+models."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import PROMPT, mean_abs_diff
+
+from ov_sdxl import ConfigError, SDXLRuntime
+from ov_sdxl.config import Preset, RuntimeConfig
+from ov_sdxl.layout import MANIFEST_NAME
+from ov_sdxl.runtime.presets import FAST_GUIDANCE_UNTIL, GUIDED_TENSORS, resolve_preset
+
+SEED, STEPS, SIZE = 5, 10, {"width": 128, "height": 96}
+
+
+@pytest.mark.parametrize(
+    ("weights", "preset"),
+    [
+        ("fp32", Preset.QUALITY),
+        ("fp16", Preset.QUALITY),
+        (None, Preset.QUALITY),  # a plain optimum-intel export
+        ("int8", Preset.BALANCED),
+        ("int4", Preset.BALANCED),
+        ("hybrid-int8", Preset.FAST),
+    ],
+)
+def test_the_preset_follows_the_weights(weights, preset):
+    assert resolve_preset(None, weights).preset is preset
+    assert resolve_preset(preset.value, weights).preset is preset
+
+
+def test_a_preset_the_model_was_not_converted_for_is_refused():
+    with pytest.raises(ConfigError, match=r"preset fast .* this model has fp16 weights .* --weights hybrid-int8"):
+        resolve_preset("fast", "fp16")
+    with pytest.raises(ConfigError, match=r"preset quality .* int8 weights .* use --preset balanced"):
+        resolve_preset(Preset.QUALITY, "int8")
+
+
+def test_unknown_preset(tiny_model):
+    with pytest.raises(ConfigError, match="preset 'turbo' is not one of: quality, balanced, fast"):
+        RuntimeConfig(model_dir=tiny_model, preset="turbo")
+
+
+def _image_array(image):
+    return np.asarray(image, dtype=np.float32)
+
+
+def test_quality_matches_optimum_default_on_the_same_ir(tiny_model, tmp_path):
+    """quality = optimum-intel's math: its default pipeline on the same folder gives the same image. A compiled-model
+    cache of its own: in the full suite, with the session's shared cache, this runtime once produced NaN latents
+    (cause not found; see the closing note of the third session)."""
+    from optimum.intel import OVStableDiffusionXLPipeline
+
+    ours = SDXLRuntime.from_dir(tiny_model, preset="quality", cache_dir=tmp_path / "compiled")
+    result = ours.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)
+    theirs = OVStableDiffusionXLPipeline.from_pretrained(tiny_model / "base", add_watermarker=False)
+    theirs.set_progress_bar_config(disable=True)
+    reference = theirs(
+        PROMPT, num_inference_steps=STEPS, guidance_scale=5.0, generator=torch.Generator().manual_seed(SEED), **SIZE
+    ).images[0]
+    assert _image_array(reference).std() > 5, "a flat reference would prove nothing"
+    assert mean_abs_diff(result.images[0], reference) <= 2.0
+    assert result.extra["preset"] == "quality" and "guidance_until" not in result.extra
+    if _has_bf16():  # quality asks for bf16 explicitly where the CPU has it (optimum's default on such CPUs)
+        assert ours.pipelines.ov_config["INFERENCE_PRECISION_HINT"] == "bf16"
+
+
+def _has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+@pytest.fixture(scope="module")
+def fast_model(tiny_model, tmp_path_factory):
+    """The tiny fp32 model, labelled hybrid-int8 so that the runtime picks the fast preset on known weights."""
+    folder = tmp_path_factory.mktemp("fast") / "tiny"
+    shutil.copytree(tiny_model, folder)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    (folder / MANIFEST_NAME).write_text(json.dumps({**manifest, "weights": "hybrid-int8"}))
+    return folder
+
+
+class UNetBatches:
+    """The batch and timestep of every UNet call of an OpenVINO pipeline part."""
+
+    def __init__(self, part):
+        self.calls, original = [], part.forward
+
+        def forward(sample, timestep, *args, **kwargs):
+            self.calls.append((sample.shape[0], float(timestep.reshape(-1)[0])))
+            return original(sample, timestep, *args, **kwargs)
+
+        part.forward = forward
+
+
+def test_fast_guides_only_the_noisy_steps(fast_model, ov_cache, torch_pipes):
+    runtime = SDXLRuntime.from_dir(fast_model, precision="f32", cache_dir=ov_cache)
+    assert runtime.preset.preset is Preset.FAST
+    batches = UNetBatches(runtime.pipelines.base.unet)
+    result = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)
+    cutoff = FAST_GUIDANCE_UNTIL * 1000
+    assert [b for b, _ in batches.calls] == [2 if t >= cutoff else 1 for _, t in batches.calls]
+    assert {b for b, _ in batches.calls} == {1, 2}, "the window should cut this schedule in two"
+    assert result.extra["guidance_until"] == str(FAST_GUIDANCE_UNTIL)
+
+    # diffusers' own pipeline with the same switch (its documented dynamic-CFG callback) on the same weights
+    window = runtime.preset.guidance_window(torch_pipes["base"], 5.0)
+    reference = torch_pipes["base"](
+        PROMPT,
+        num_inference_steps=STEPS,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(SEED),
+        callback_on_step_end=window.callback(lambda pipe, step, timestep, kwargs: kwargs),
+        callback_on_step_end_tensor_inputs=list(GUIDED_TENSORS),
+        **SIZE,
+    ).images[0]
+    assert _image_array(reference).std() > 5
+    assert mean_abs_diff(result.images[0], reference) <= 2.0
+    unguided = torch_pipes["base"](
+        PROMPT, num_inference_steps=STEPS, guidance_scale=1.0, generator=torch.Generator().manual_seed(SEED), **SIZE
+    ).images[0]
+    assert mean_abs_diff(unguided, reference) > 1.0, "the guided steps should show (tiny model: 3.3 of 255)"
+
+
+def test_fast_refiner_runs_without_guidance(fast_model, ov_cache):
+    runtime = SDXLRuntime.from_dir(fast_model, precision="f32", cache_dir=ov_cache)
+    base, refiner = UNetBatches(runtime.pipelines.base.unet), UNetBatches(runtime.pipelines.refiner.unet)
+    runtime.base_then_refiner(PROMPT, steps=STEPS, seed=SEED, high_noise_frac=0.8, **SIZE)
+    assert refiner.calls and all(b == 1 for b, _ in refiner.calls)  # it starts at noise level 0.2 < 0.5
+    assert [b for b, _ in base.calls][0] == 2 and [b for b, _ in base.calls][-1] == 1
