@@ -73,7 +73,7 @@ def test_output_that_is_not_a_model_is_refused(tiny_sources, tmp_path):
 @pytest.mark.slow
 def test_interrupted_conversion_resumes(tiny_sources, tmp_path, monkeypatch, caplog):
     """Ctrl-C after the UNet: no output folder; the rerun reuses the finished UNet (checked by hash) and ends."""
-    import ov_sdxl.convert as convert
+    import ov_sdxl.convert.export as convert
 
     real_export = convert._export_group
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from ov_sdxl import tutorial
+from ov_sdxl.tutorial import models as tutorial_models  # where choose_model looks hub_status up
 from ov_sdxl.errors import DeviceNotAvailableError, ModelNotFoundError
 from ov_sdxl.layout import write_manifest
 from ov_sdxl.testing import TINY_SOURCES
@@ -111,14 +112,14 @@ def test_reachable_hub_uses_sdxl(tmp_path, hub, monkeypatch):
 
 def test_a_converted_sdxl_is_used_without_asking_the_hub(tmp_path, monkeypatch):
     fake_model(tmp_path / "sdxl", {"base": tutorial.BASE_ID, "refiner": tutorial.REFINER_ID}, "int8")
-    monkeypatch.setattr(tutorial, "hub_status", lambda **kw: pytest.fail("the hub was asked"))
+    monkeypatch.setattr(tutorial_models, "hub_status", lambda **kw: pytest.fail("the hub was asked"))
     choice = tutorial.choose_model(root=tmp_path)
     assert not choice.tiny and choice.reason == "converted earlier" and choice.model_dir == tmp_path / "sdxl"
     assert choice.settings == tutorial.REAL_SETTINGS
 
 
 def test_an_existing_folder_keeps_its_weight_format(tmp_path, monkeypatch):
-    monkeypatch.setattr(tutorial, "hub_status", lambda **kw: pytest.fail("the hub was asked"))
+    monkeypatch.setattr(tutorial_models, "hub_status", lambda **kw: pytest.fail("the hub was asked"))
     fake_model(tmp_path / "sdxl", {"base": tutorial.BASE_ID}, "fp16")  # as the README's command with --weights fp16
     real = tutorial.choose_model(root=tmp_path)
     assert (real.settings["weights"], real.settings["compare_weights"]) == ("fp16", "int8")
