@@ -123,10 +123,27 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         choices=_values(Precision),
         help="OpenVINO inference precision; auto = the device's default",
     )
+    _add_feature_reuse(p)
     p.add_argument("--dynamic-shapes", action="store_true", help="skip static reshaping (no recompile per size)")
     p.add_argument("--max-pixels", type=int, default=2048 * 2048, help="refuse larger images; default 2048x2048")
     p.add_argument("--output", type=Path, default=Path("out.png"), help="PNG path; several images are numbered")
     _add_runtime_options(p)
+
+
+def _add_feature_reuse(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-interval",
+        type=int,
+        metavar="N",
+        help="feature reuse (DeepCache): the whole UNet every N steps, only its outermost layers between; "
+        "1: off, the exact path; default: the preset's (fast: 3, quality and balanced: 1)",
+    )
+    p.add_argument(
+        "--cache-branch",
+        type=int,
+        metavar="K",
+        help="with --cache-interval: how deep a reused step goes (DeepCache's branch; default 0, the shallowest)",
+    )
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -168,6 +185,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, help="default: the first model's native size")
     p.add_argument("--height", type=int)
     p.add_argument("--scheduler", help="default: each model's own")
+    _add_feature_reuse(p)
     p.add_argument("--device", default="CPU")
     p.add_argument("--precision", default=Precision.AUTO.value, choices=_values(Precision))
     p.add_argument("--output", type=Path, default=Path("grid.png"))
@@ -200,6 +218,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--high-noise-frac", type=float, default=DEFAULT_HIGH_NOISE_FRAC, help="base+refiner hand-off")
     p.add_argument("--quick", action="store_true", help="512x512 and a few steps")
+    p.add_argument(
+        "--cache-interval",
+        type=int,
+        metavar="N",
+        help="ov-sdxl's feature reuse for every ov-sdxl contender (1: off); default: each preset's own (fast: 3)",
+    )
     p.add_argument("--contenders", nargs="+", metavar="NAME", help=f"default: all of {', '.join(CONTENDERS)}")
     p.add_argument("--model", type=Path, help="a converted model to measure (default: the synthetic full-size SDXL)")
     p.add_argument(

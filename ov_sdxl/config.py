@@ -232,6 +232,10 @@ class GenerationParams:
     num_images: int = 1
     scheduler: str | None = None
     keep_base_images: bool = False  # base+refiner: also decode the base's latents, for side-by-side display
+    cache_interval: int | None = (
+        None  # feature reuse (DeepCache): the whole UNet every N steps; 1: off; None: preset's
+    )
+    cache_branch: int | None = None  # what a reused step skips (DeepCache's branch; None: 0, all but the outermost)
     image: Any = field(default=None, compare=False, repr=False)  # PIL.Image for img2img and refine
 
     def __post_init__(self) -> None:
@@ -261,6 +265,7 @@ class GenerationParams:
         ):
             raise ConfigError(f"seed {self.seed!r} must be a whole number from 0 to 2**64-1")
         check_scheduler_name(self.scheduler)
+        self._check_feature_reuse()
         _check_fraction("high_noise_frac", self.high_noise_frac, low_closed=False, high_closed=False)
         self._check_strength_and_image()
 
@@ -297,6 +302,14 @@ class GenerationParams:
         found = {f.name: getattr(options, f.name) for f in dataclasses.fields(cls) if hasattr(options, f.name)}
         return cls(**{**found, **given})
 
+    def _check_feature_reuse(self) -> None:
+        for name, low in (("cache_interval", 1), ("cache_branch", 0)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise ConfigError(f"{name} {value!r} must be a whole number >= {low}")
+        if self.cache_branch is not None and self.cache_interval == 1:
+            raise ConfigError("cache_branch is only used when features are reused: give a cache_interval above 1")
+
     def to_metadata(self) -> dict[str, str]:
         """The parameters as text, for PNG metadata and display (the input image is not included)."""
         out = {"mode": self.mode.value, "prompt": self.prompt}
@@ -309,13 +322,18 @@ class GenerationParams:
             out[name] = "model default" if value is None else str(value)
         if self.mode is Mode.BASE_REFINER:
             out["high_noise_frac"] = str(self.high_noise_frac)
+        if self.cache_interval is not None and self.cache_interval > 1:
+            out.update(cache_interval=str(self.cache_interval), cache_branch=str(self.cache_branch or 0))
         return out
 
-    def with_defaults(self, steps: int, guidance: float, scheduler: str | None = None) -> GenerationParams:
+    def with_defaults(
+        self, steps: int, guidance: float, scheduler: str | None = None, cache_interval: int = 1
+    ) -> GenerationParams:
         """These parameters with the ones not given filled in (and checked again): what the model runs with."""
         return dataclasses.replace(
             self,
             steps=steps if self.steps is None else self.steps,
             guidance=guidance if self.guidance is None else self.guidance,
             scheduler=scheduler if self.scheduler is None else self.scheduler,
+            cache_interval=cache_interval if self.cache_interval is None else self.cache_interval,
         )

@@ -226,6 +226,7 @@ class _Runner:
         else:
             s = self.settings
             kw = dict(width=s["width"], height=s["height"], steps=steps, guidance=s["guidance"], seed=s["seed"])
+            kw["cache_interval"] = s["cache_interval"]  # None: the preset's own
             if self.two_stage:
                 self.runtime.base_then_refiner(s["prompt"], high_noise_frac=s["high_noise_frac"], **kw)
             else:

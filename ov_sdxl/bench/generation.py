@@ -57,6 +57,7 @@ class BenchSettings:
     repeat: int = 1  # measured warm images after the warm-up one; the median is reported
     prompt: str = PROMPT
     quick: bool = False
+    cache_interval: int | None = None  # ov-sdxl's feature reuse; None: each preset's own (fast: 3, others: off)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -238,6 +239,7 @@ def _settings(args: Any, native: tuple[int, int]) -> BenchSettings:
         seed=args.seed,
         repeat=args.repeat,
         quick=args.quick,
+        cache_interval=args.cache_interval,
     )
 
 

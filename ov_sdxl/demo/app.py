@@ -120,6 +120,14 @@ def build_demo(
                     reuse_seed = gr.Button("Reuse last", scale=1)
                 scheduler = gr.Dropdown([MODEL_SCHEDULER, *SCHEDULERS], value=MODEL_SCHEDULER, label="Scheduler")
                 num_images = gr.Slider(1, limits.max_num_images, value=1, step=1, label="Number of images")
+                reuse = gr.Slider(
+                    1,
+                    10,
+                    value=runtime.preset.cache_interval,
+                    step=1,
+                    label="Feature reuse",
+                    info="the whole UNet every N steps, its outer layers between (DeepCache); 1: off, the exact path",
+                )
                 gr.Examples([[e] for e in EXAMPLES], inputs=[prompt], label="Example prompts")
             with gr.Column():
                 gallery = gr.Gallery(label="Images", columns=2, format="png", height="auto", elem_id="gallery")
@@ -149,7 +157,7 @@ def build_demo(
         run = gr.on(
             [generate.click, prompt.submit],
             handlers.generate,
-            [*form, scheduler, num_images],
+            [*form, scheduler, num_images, reuse],
             [gallery, status, parameters, last_seed],
             concurrency_id=QUEUE,
             concurrency_limit=1,
@@ -208,10 +216,11 @@ def _api_endpoints(handlers: DemoHandlers, native: tuple[int, int], defaults: di
         seed = gr.Textbox(RANDOM_SEED, label="seed")
         scheduler = gr.Dropdown([MODEL_SCHEDULER, *SCHEDULERS], value=MODEL_SCHEDULER, label="scheduler")
         num_images = gr.Number(1, label="num_images")
+        reuse = gr.Number(None, label="cache_interval (default: the preset's)")
         image = gr.File(type="filepath", file_types=["image"], label="image")  # read by our checks, not PIL in Gradio
         strengths = {m: gr.Number(DEFAULT_STRENGTH[m], label="strength") for m in (Mode.IMG2IMG, Mode.REFINE)}
     common = {"outputs": outputs, "concurrency_id": QUEUE, "concurrency_limit": 1}
-    tail = [steps, guidance, seed, scheduler, num_images]
+    tail = [steps, guidance, seed, scheduler, num_images, reuse]
     trigger.click(handlers.text2img, [prompt, negative, width, height, *tail], api_name="text2img", **common)
     trigger.click(
         handlers.base_refiner,

@@ -129,6 +129,7 @@ class DemoHandlers:
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
+        cache_interval: float | None = None,  # None: the preset's (fast: 3, others: 1 = no feature reuse)
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008 - Gradio's idiom: a tracker per event
     ) -> Outputs:
@@ -152,6 +153,7 @@ class DemoHandlers:
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
+        cache_interval: float | None = None,  # None: the preset's (fast: 3, others: 1 = no feature reuse)
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008
     ) -> tuple[list, str, dict]:
@@ -170,6 +172,7 @@ class DemoHandlers:
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
+        cache_interval: float | None = None,  # None: the preset's (fast: 3, others: 1 = no feature reuse)
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008
     ) -> tuple[list, str, dict]:
@@ -189,6 +192,7 @@ class DemoHandlers:
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
+        cache_interval: float | None = None,  # None: the preset's (fast: 3, others: 1 = no feature reuse)
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008
     ) -> tuple[list, str, dict]:
@@ -208,6 +212,7 @@ class DemoHandlers:
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
+        cache_interval: float | None = None,  # None: the preset's (fast: 3, others: 1 = no feature reuse)
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008
     ) -> tuple[list, str, dict]:

@@ -109,13 +109,13 @@ def to_params(
     mode: Mode, values: dict[str, Any], *, native: tuple[int, int], has_refiner: bool, limits: DemoLimits
 ) -> GenerationParams:
     """GenerationParams from form values (prompt, negative_prompt, image path, width, height, steps, guidance,
-    strength, high_noise_frac, seed, scheduler, num_images), checked against the demo's limits."""
+    strength, high_noise_frac, seed, scheduler, num_images, cache_interval), checked against the demo's limits."""
     values = dict(values)
     if mode.needs_refiner and not has_refiner:
         raise ConfigError(
             f"this model has no refiner, so {mode.value} is not available; convert one with it: {CONVERT_COMMAND}"
         )
-    for name in ("width", "height", "steps", "num_images"):
+    for name in ("width", "height", "steps", "num_images", "cache_interval"):
         if values.get(name) is not None:
             values[name] = whole(name, values[name])
     caps = {"width": limits.max_side, "height": limits.max_side, "steps": limits.max_steps}

@@ -8,6 +8,7 @@
 - ``generation``: ``GenerationResult``, the run in flight and its step callbacks.
 - ``pipelines``: optimum-intel's pipelines, reshaped and compiled once, sharing sub-models.
 - ``presets``: quality / balanced / fast at run time.
+- ``feature_cache``: feature reuse across steps (DeepCache), cut from the UNet's own IR.
 - ``weighting``, ``embeddings``: prompt weights and long prompts; textual inversion.
 - ``decode``, ``watermark``: latents to images; SDXL's invisible watermark.
 - ``compare``: one labelled grid of several models on the same prompt and seeds.

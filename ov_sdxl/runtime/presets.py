@@ -15,7 +15,10 @@ conversion to run. Every preset uses static shapes and the compiled-model cache 
   while the noise level is high: steps whose timestep is below ``guidance_until`` of the training schedule run
   the UNet on the conditional batch alone, which halves their cost (Kynkäänniemi et al. 2024, "Applying guidance
   in a limited interval"; diffusers documents the same switch as dynamic CFG). The UNet keeps a dynamic batch so
-  that the switch needs no second compiled model.
+  that the switch needs no second compiled model. And feature reuse (DeepCache, ``feature_cache.py``): the whole
+  UNet runs every third step, the steps between run only its outermost layers on the deep features of the last
+  whole step (``cache_interval`` 3, branch 0; ``cache_interval=1`` turns it off). Any preset reuses features when
+  a request asks for it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ov_sdxl.errors import ConfigError
 from ov_sdxl.formats import Preset, WeightFormat
 
 FAST_GUIDANCE_UNTIL = 0.5  # guidance while timestep >= 0.5 x the training timesteps: the noisier half
+FAST_CACHE_INTERVAL = 3  # the whole UNet every third step, the shallow path between (DeepCache's published setting)
 GUIDED_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")  # what diffusers doubles for guidance
 
 
@@ -40,6 +44,7 @@ class PresetSettings:
     weights: tuple[WeightFormat, ...]  # the conversions it runs on
     convert_with: str  # the --weights value that makes a model for it
     guidance_until: float | None = None  # guidance only for timesteps >= this fraction of training's; None: all
+    cache_interval: int = 1  # feature reuse by default: the whole UNet every N steps (feature_cache.py); 1: off
 
     def ov_config(self, device: str) -> dict[str, str]:
         """The OpenVINO settings of this preset on ``device``: bf16 inference on CPUs that have bf16."""
@@ -119,6 +124,7 @@ PRESETS = {
         tuple(f for f in WeightFormat if f.facts.preset is preset),
         CONVERT_WITH[preset],
         FAST_GUIDANCE_UNTIL if preset is Preset.FAST else None,
+        FAST_CACHE_INTERVAL if preset is Preset.FAST else 1,
     )
     for preset in Preset
 }

@@ -16,6 +16,7 @@ the shape, the scheduler and the seed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import secrets
@@ -30,6 +31,7 @@ from ov_sdxl.layout import ModelLayout
 from ov_sdxl.model_info import ModelInfo
 from ov_sdxl.runtime.decode import decode_latents
 from ov_sdxl.runtime.embeddings import Embedding, EmbeddingSet, EmbeddingSpec
+from ov_sdxl.runtime.feature_cache import FeatureCache
 from ov_sdxl.runtime.generation import GenerationResult, Progress, Run, Steps
 from ov_sdxl.runtime.pipelines import PipelineSet, check_device
 from ov_sdxl.runtime.presets import GUIDED_TENSORS, resolve_preset, uses_guidance
@@ -54,6 +56,7 @@ class SDXLRuntime:
         self._schedulers: dict[int, Any] = {}  # each pipeline's own scheduler, the base of named ones
         self._watermarker = Watermarker() if config.watermark else None
         self._embeddings = EmbeddingSet(self.layout.base)
+        self._features = FeatureCache(config.device, self.pipelines.ov_config)  # the feature-reuse UNets
         self.pipelines.on_load = self._embeddings.apply
         for spec in config.embeddings:
             self.load_embedding(spec.path, spec.token)
@@ -118,7 +121,12 @@ class SDXLRuntime:
     def resolve(self, params: GenerationParams) -> tuple[GenerationParams, list[str]]:
         """``params`` with what was not given set to this model's defaults, and notes on what the user gave
         that this (few-step) model is not made for. Nothing the user gave is changed."""
-        resolved = params.with_defaults(**self.defaults)
+        resolved = params.with_defaults(**self.defaults, cache_interval=self.preset.cache_interval)
+        branches = 3 * len(self._unet_config["down_block_types"])  # DeepCache: three per down block
+        if resolved.cache_interval > 1 and (resolved.cache_branch or 0) >= branches:
+            raise ConfigError(
+                f"cache_branch {resolved.cache_branch} is past this UNet's {branches} branches (0 to {branches - 1})"
+            )
         notes = []
         if self.model_info is not None:
             embedded = self._unet_config.get("time_cond_proj_dim") is not None
@@ -251,21 +259,29 @@ class SDXLRuntime:
         else:
             texts = encode(pipe, params, run.chunks)
         try:
-            out = pipe(
-                **texts,
-                num_inference_steps=params.steps,
-                guidance_scale=guidance,
-                num_images_per_prompt=params.num_images,
-                generator=run.generator,
-                callback_on_step_end=callback,
-                **kwargs,
-            )
+            with self._reusing_features(pipe, params):
+                out = pipe(
+                    **texts,
+                    num_inference_steps=params.steps,
+                    guidance_scale=guidance,
+                    num_images_per_prompt=params.num_images,
+                    generator=run.generator,
+                    callback_on_step_end=callback,
+                    **kwargs,
+                )
         except GenerationCancelled:
             raise
         except (RuntimeError, ValueError) as exc:
             raise GenerationError(f"the {stage} failed: {exc}") from exc
         run.timings[stage] = time.monotonic() - started
         return out.images
+
+    def _reusing_features(self, pipe: Any, params: GenerationParams) -> Any:
+        """Feature reuse for this call when asked (cache_interval > 1); else the exact path, the reuse models freed."""
+        if params.cache_interval > 1:
+            return self._features.running(pipe.unet, pipe.scheduler, params.cache_interval, params.cache_branch or 0)
+        self._features.release(pipe.unet)
+        return contextlib.nullcontext()
 
     def _input_image(self, run: Run) -> Any:
         from ov_sdxl.images import to_rgb

@@ -47,9 +47,7 @@ def build_components(stage: str, device: str = "cpu", dtype: str = "fp16", seed:
     if stage not in STAGES:
         raise ConfigError(f"stage {stage!r} is not one of: {', '.join(STAGES)}")
     torch_dtype = {"fp16": torch.float16, "fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    parts: dict[str, Any] = {
-        "scheduler": EulerDiscreteScheduler.fromcomponent_config(component_config(stage, "scheduler"))
-    }
+    parts: dict[str, Any] = {"scheduler": EulerDiscreteScheduler.from_config(component_config(stage, "scheduler"))}
     with torch.device(device), _default_dtype(torch_dtype):
         torch.manual_seed(seed)
         if stage == "base":

@@ -15,7 +15,7 @@ from conftest import PROMPT, mean_abs_diff
 from ov_sdxl import ConfigError, SDXLRuntime
 from ov_sdxl.config import Preset, RuntimeConfig
 from ov_sdxl.layout import MANIFEST_NAME
-from ov_sdxl.runtime.presets import FAST_GUIDANCE_UNTIL, GUIDED_TENSORS, resolve_preset
+from ov_sdxl.runtime.presets import FAST_CACHE_INTERVAL, FAST_GUIDANCE_UNTIL, GUIDED_TENSORS, resolve_preset
 
 SEED, STEPS, SIZE = 5, 10, {"width": 128, "height": 96}
 
@@ -105,7 +105,7 @@ def test_fast_guides_only_the_noisy_steps(fast_model, ov_cache, torch_pipes):
     runtime = SDXLRuntime.from_dir(fast_model, precision="f32", cache_dir=ov_cache)
     assert runtime.preset.preset is Preset.FAST
     batches = UNetBatches(runtime.pipelines.base.unet)
-    result = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)
+    result = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, cache_interval=1, **SIZE)  # the window alone
     cutoff = FAST_GUIDANCE_UNTIL * 1000
     assert [b for b, _ in batches.calls] == [2 if t >= cutoff else 1 for _, t in batches.calls]
     assert {b for b, _ in batches.calls} == {1, 2}, "the window should cut this schedule in two"
@@ -128,6 +128,64 @@ def test_fast_guides_only_the_noisy_steps(fast_model, ov_cache, torch_pipes):
         PROMPT, num_inference_steps=STEPS, guidance_scale=1.0, generator=torch.Generator().manual_seed(SEED), **SIZE
     ).images[0]
     assert mean_abs_diff(unguided, reference) > 1.0, "the guided steps should show (tiny model: 3.3 of 255)"
+
+
+def test_fast_reuses_features_through_the_guidance_window(fast_model, ov_cache, torch_pipes):
+    """fast's default: DeepCache every third step on top of the window; when the batch drops to the conditional half,
+    the shallow steps read that half of the features. The reference: DeepCache's helper and the same callback."""
+    runtime = SDXLRuntime.from_dir(fast_model, precision="f32", cache_dir=ov_cache)
+    batches = UNetBatches(runtime.pipelines.base.unet)
+    result = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)
+    assert result.params.cache_interval == FAST_CACHE_INTERVAL == 3 and result.metadata()["cache_interval"] == "3"
+    assert len(batches.calls) == STEPS and {b for b, _ in batches.calls} == {1, 2}  # every step, both batches
+    steps = runtime._features.last
+    assert (steps.full_steps, steps.shallow_steps) == (4, 6)
+
+    pipe = torch_pipes["base"]
+    window = runtime.preset.guidance_window(pipe, 5.0)
+    helper = _conditional_half_deepcache()(pipe=pipe)
+    helper.set_params(cache_interval=3, cache_branch_id=0)
+    helper.enable()
+    try:
+        reference = pipe(
+            PROMPT,
+            num_inference_steps=STEPS,
+            guidance_scale=5.0,
+            generator=torch.Generator().manual_seed(SEED),
+            callback_on_step_end=window.callback(lambda pipe, step, timestep, kwargs: kwargs),
+            callback_on_step_end_tensor_inputs=list(GUIDED_TENSORS),
+            **SIZE,
+        ).images[0]
+    finally:
+        helper.disable()
+    exact = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, cache_interval=1, **SIZE).images[0]
+    assert mean_abs_diff(result.images[0], reference) <= 2.0
+    assert mean_abs_diff(exact, reference) > 0.2, "reuse should change the image"
+
+
+def _conditional_half_deepcache():
+    """DeepCache's helper, its cached outputs cut to the conditional half once the batch drops to it: DeepCache
+    assumes one batch for the whole call, and the fast preset's window halves it (diffusers' order: unconditional,
+    conditional)."""
+    from DeepCache import DeepCacheSDHelper
+
+    def halve(value, batch):
+        if isinstance(value, torch.Tensor):
+            return value[-batch:] if value.shape[0] == 2 * batch else value
+        return type(value)(halve(v, batch) for v in value) if isinstance(value, tuple) else value
+
+    class Helper(DeepCacheSDHelper):
+        def wrap_block_forward(self, block, block_name, block_i, layer_i, blocktype="down"):
+            super().wrap_block_forward(block, block_name, block_i, layer_i, blocktype)
+            cached = block.forward
+
+            def forward(*args, **kwargs):
+                hidden = kwargs.get("hidden_states", args[0] if args else None)
+                return halve(cached(*args, **kwargs), hidden.shape[0])
+
+            block.forward = forward
+
+    return Helper
 
 
 def test_fast_refiner_runs_without_guidance(fast_model, ov_cache):

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from ov_sdxl import tutorial
-from ov_sdxl.tutorial import models as tutorial_models  # where choose_model looks hub_status up
 from ov_sdxl.errors import DeviceNotAvailableError, ModelNotFoundError
 from ov_sdxl.layout import write_manifest
 from ov_sdxl.testing import TINY_SOURCES
+from ov_sdxl.tutorial import models as tutorial_models  # where choose_model looks hub_status up
 
 
 def fake_model(root, sources, weights="fp32"):
