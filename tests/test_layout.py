@@ -113,6 +113,10 @@ def test_every_public_name_resolves(package):
     """Each wing re-exports lazily (``__getattr__``): every name in ``__all__`` is found where it is said to be."""
     module = importlib.import_module(package)
     assert module.__all__
+    submodules = {
+        name.rsplit(".", 1)[1] for name in MODULES if name.startswith(f"{package}.") and name.count(".") == 2
+    }
+    assert not set(module.__all__) & submodules, "a name that is also a module's is shadowed once that module loads"
     for name in module.__all__:
         assert getattr(module, name) is not None, f"{package}.{name}"
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):

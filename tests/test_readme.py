@@ -54,7 +54,7 @@ def test_every_command_is_run_somewhere():
     ]
     assert not unknown, unknown
     python = {page: len(blocks("python", page)) for page in PAGES if blocks("python", page)}
-    assert python == {"README.md": 1, "docs/demo.md": 1}  # run by test_readme_python_api and tests/demo/test_demo.py
+    assert python == {"README.md": 1, "docs/demo.md": 1, "docs/generate.md": 1}  # each run by a test named below
 
 
 def test_first_lines_are_install_run_and_test():
@@ -110,3 +110,13 @@ def test_readme_python_api(tiny_model, tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     assert (tmp_path / "lighthouse.png").is_file()
     assert namespace["edited"].images[0].size == (512, 512)
+
+
+@pytest.mark.slow
+def test_generate_page_preview_example(runtime, tmp_path, monkeypatch):
+    """docs/generate.md's live-preview example, on the tiny model: one small PNG per step, named by stage and step."""
+    monkeypatch.chdir(tmp_path)
+    (code,) = blocks("python", "docs/generate.md")
+    exec(compile(code, "docs/generate.md", "exec"), {"runtime": runtime})  # noqa: S102 - our own docs
+    steps = runtime.defaults["steps"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(f"base-{i}.png" for i in range(1, steps + 1))

@@ -2,8 +2,8 @@
 
     from ov_sdxl.demo.handlers import DemoHandlers
     handlers = DemoHandlers(runtime, DemoLimits(), output_dir=Path("/tmp/ov-sdxl-demo"))
-    gallery, status, parameters, seed = handlers.generate("Text to image", "a fox", size="Custom",
-                                                          width=128, height=128, steps=4)
+    *previews, (gallery, status, parameters, seed) = handlers.generate("Text to image", "a fox", size="Custom",
+                                                                       width=128, height=128, steps=4)
     gallery, status, parameters = handlers.text2img("a fox", width=128, height=128, steps=4)   # /text2img
 
 The runtime's typed errors become ``gr.Error`` (one line, never a traceback); ``GenerationCancelled`` (the Stop
@@ -28,6 +28,7 @@ import gradio as gr
 
 from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC, GenerationParams, Mode
 from ov_sdxl.demo.inputs import MODEL_SCHEDULER, MODES, RANDOM_SEED, DemoLimits, preset_size, to_params
+from ov_sdxl.demo.live import PREPARING, stream
 from ov_sdxl.errors import ConfigError, GenerationCancelled, InputError, OvSdxlError
 
 log = logging.getLogger(__name__)
@@ -132,14 +133,21 @@ class DemoHandlers:
         cache_interval: float | None = None,  # None: the preset's (fast: 3, others: 1 = no feature reuse)
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008 - Gradio's idiom: a tracker per event
-    ) -> Outputs:
-        """The Generate button: the gallery, a status line, the parameters and the seed used."""
+    ) -> Iterator[Outputs]:
+        """The Generate button: the picture forming in the gallery at each step (live.py), then the gallery of
+        PNGs, a status line, the parameters and the seed used."""
         values = _form(locals())
         with user_errors():
             if mode not in MODES:
                 raise ConfigError(f"mode {mode!r} is not one of: {', '.join(MODES)}")
             values["width"], values["height"] = preset_size(values.pop("size"), width, height, self.native)
-        return self._generate(MODES[values.pop("mode")], values, request, progress)
+            params = self._params(MODES[values.pop("mode")], values)
+        with self.runs.start(_session(request)) as run:
+            with self._boundary(run) as outcome:
+                yield from stream(self.runtime, params, run, progress, self._publish)
+                outcome.append(True)
+            if not outcome:
+                yield _stopped(run)
 
     # -- the API endpoints: the images, a status line and the parameters -------------------------------------
     def text2img(
@@ -220,32 +228,38 @@ class DemoHandlers:
         return self._generate(Mode.REFINE, _form(locals()), request, progress)[:3]
 
     # -- one run -----------------------------------------------------------------------------------------------
+    def _params(self, mode: Mode, values: dict[str, Any]) -> GenerationParams:
+        has_refiner = self.runtime.has_refiner
+        return to_params(mode, values, native=self.native, has_refiner=has_refiner, limits=self.limits)
+
     def _generate(self, mode: Mode, values: dict[str, Any], request: gr.Request | None, progress: Any) -> Outputs:
-        runtime = self.runtime
         with user_errors():
-            params = to_params(mode, values, native=self.native, has_refiner=runtime.has_refiner, limits=self.limits)
-        with self.runs.start(_session(request)) as run:
-            return self._run(params, progress, run)
+            params = self._params(mode, values)
+        with self.runs.start(_session(request)) as run, self._boundary(run) as outcome:
+            progress(0, desc=PREPARING)
 
-    def _run(self, params: GenerationParams, progress: Any, run: _Run) -> Outputs:
-        progress(0, desc="Preparing the model (the first run, and each new size, compiles it: up to a minute)…")
+            def report(stage: str, step: int, total: int) -> None:
+                run.steps[stage] = f"{step} of {total}"
+                progress((step, total), desc=f"{stage}: step {step} of {total}", unit="steps")
 
-        def report(stage: str, step: int, total: int) -> None:
-            run.steps[stage] = f"{step} of {total}"
-            progress((step, total), desc=f"{stage}: step {step} of {total}", unit="steps")
+            log.info("demo: generating %s", params)
+            outcome.append(self._publish(self.runtime.generate(params, progress=report, cancel=run.cancel)))
+        return outcome[0] if outcome else _stopped(run)
 
-        log.info("demo: generating %s", params)
+    @contextmanager
+    def _boundary(self, run: _Run) -> Iterator[list]:
+        """Around one run: a Stop ends it with nothing kept (the caller says so), our errors become gr.Error, and
+        anything else is logged with its traceback and shown as one line."""
         try:
             with user_errors():
-                result = self.runtime.generate(params, progress=report, cancel=run.cancel)
+                yield []
         except GenerationCancelled:
-            return [], f"Stopped ({run.reached()}); nothing was kept.", {}, gr.skip()
+            log.info("demo: stopped (%s)", run.reached())
         except gr.Error:
             raise
         except Exception as exc:  # the boundary: the server log gets the traceback, the browser one line
             log.exception("demo: unexpected error in generation")
             raise gr.Error(f"Unexpected {type(exc).__name__}; the server log has the details.") from None
-        return self._publish(result)
 
     def _publish(self, result: Any) -> Outputs:
         """Write the PNGs with their parameters; the gallery shows each base image next to its refined one."""
@@ -277,6 +291,10 @@ class DemoHandlers:
         for i, run in enumerate(runs):
             if i < extra or run.stat().st_mtime < cutoff:
                 shutil.rmtree(run, ignore_errors=True)
+
+
+def _stopped(run: _Run) -> Outputs:
+    return [], f"Stopped ({run.reached()}); nothing was kept.", {}, gr.skip()
 
 
 def _form(values: dict[str, Any]) -> dict[str, Any]:

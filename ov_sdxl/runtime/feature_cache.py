@@ -20,11 +20,12 @@ shallow model takes them as inputs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ov_sdxl.errors import ConfigError
@@ -252,6 +253,7 @@ class FeatureCache:
         self.device, self.ov_config = device, ov_config
         self._compiled: dict[int, tuple[tuple, int, Any, Any]] = {}  # id(part) -> (shapes, branch, full, shallow)
         self.last: _CachedSteps | None = None  # the last call's steps (how many ran full and shallow)
+        self._fresh: set[int] = set()  # parts whose models have not run yet
 
     def compiled(self, part: Any, branch: int) -> tuple[Any, Any]:
         """``part``'s full and shallow models for its current shape, compiled (from the cache folder if there)."""
@@ -265,22 +267,36 @@ class FeatureCache:
             plan = CachePlan.of(part.model, branch)
             log.info("compiling the feature-reuse UNets (branch %d, %d feature(s))", branch, len(plan.features))
             core = ov.Core()
-            full = core.compile_model(plan.full_model(), self.device, self.ov_config)
-            shallow = core.compile_model(plan.shallow_model(), self.device, self.ov_config)
+            with self._releasing(part):
+                full = core.compile_model(plan.full_model(), self.device, self.ov_config)
+                shallow = core.compile_model(plan.shallow_model(), self.device, self.ov_config)
             self._compiled[id(part)] = (shapes, branch, full, shallow)
+            self._fresh.add(id(part))
         return self._compiled[id(part)][2:]
 
     def release(self, part: Any) -> None:
         """Forget ``part``'s feature-reuse models (the exact path runs next)."""
         self._compiled.pop(id(part), None)
 
-    @contextmanager
+    @contextlib.contextmanager
     def running(self, part: Any, scheduler: Any, interval: int, branch: int) -> Iterator[None]:
         """While the block runs, calls of ``part`` (a pipeline's UNet) reuse features every ``interval`` steps."""
         full, shallow = self.compiled(part, branch)
         self.last = steps = _CachedSteps(full, shallow, scheduler, interval)
+        first = id(part) in self._fresh  # the plugin lays the weights out at the first call: give pages back then too
+        self._fresh.discard(id(part))
         previous, part.request = part.request, steps
         try:
-            yield
+            with self._releasing(part) if first else contextlib.nullcontext():
+                yield
         finally:
             part.request = previous
+
+    def _releasing(self, part: Any) -> Any:
+        """Give back the pages of the IR and the compiled-model cache that compiling and the first call read
+        (the plugin keeps its own copy of the weights), as pipelines.py does for the exact path."""
+        from ov_sdxl.page_release import ReleaseMappedPages
+
+        cache = self.ov_config.get("CACHE_DIR")
+        weights = Path(part.model_save_dir) / "openvino_model.bin"
+        return ReleaseMappedPages([weights], [Path(cache)] if cache else [])

@@ -4,7 +4,8 @@
     result.images, result.seed, result.timings, result.metadata()   # metadata: what reproduces the images
 
 ``Run`` and ``Steps`` are the runtime's own: ``Steps`` turns diffusers' ``callback_on_step_end`` into
-``progress(stage, step, total)`` reports and stops the run (GenerationCancelled) once ``cancel`` is set.
+``progress(stage, step, total)`` reports and ``preview(stage, step, images)`` calls (previews.py) every
+``preview_every`` steps, and stops the run (GenerationCancelled) once ``cancel`` is set.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ov_sdxl.config import GenerationParams
-from ov_sdxl.errors import GenerationCancelled
+from ov_sdxl.errors import ConfigError, GenerationCancelled
 
 Progress = Callable[[str, int, int], None]
+Preview = Callable[[str, int, list[Any]], None]  # stage, step, one small PIL image per image of the batch
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,19 @@ class Run:
 class Steps:
     """Per-step progress reports and cancellation, through diffusers' ``callback_on_step_end``."""
 
-    def __init__(self, progress: Progress | None, cancel: threading.Event | None):
+    def __init__(
+        self,
+        progress: Progress | None,
+        cancel: threading.Event | None,
+        preview: Preview | None = None,
+        preview_every: int = 1,
+    ):
+        if not isinstance(preview_every, int) or isinstance(preview_every, bool) or preview_every < 1:
+            raise ConfigError(f"preview_every {preview_every!r} must be a whole number >= 1")
+        if preview is not None and not callable(preview):
+            raise ConfigError(f"preview must be a function (stage, step, images), got {preview!r}")
         self.progress, self.cancel = progress, cancel
+        self.preview, self.preview_every = preview, preview_every
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -76,6 +89,10 @@ class Steps:
         def on_step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
             if self.progress is not None:
                 self.progress(stage, step + 1, pipe.num_timesteps)
+            if self.preview is not None and ((step + 1) % self.preview_every == 0 or step + 1 == pipe.num_timesteps):
+                from ov_sdxl.runtime.previews import latent_preview
+
+                self.preview(stage, step + 1, latent_preview(callback_kwargs["latents"]))
             self.check()
             return callback_kwargs
 

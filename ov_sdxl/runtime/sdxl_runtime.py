@@ -8,8 +8,9 @@
     runtime.refine("touch up", image=PIL.Image.open("photo.png"), strength=0.3)
     SDXLRuntime.from_dir("models/sdxl", embeddings=("neg.safetensors:<neg>",), watermark=True)  # embeddings.py...
 
-Every task goes through ``generate(params, progress=..., cancel=...)``: ``progress(stage, step, total)`` is called
-after each denoising step and setting the ``cancel`` event stops the run within one step (GenerationCancelled).
+Every task goes through ``generate(params, progress=..., cancel=..., preview=...)``: ``progress(stage, step, total)``
+is called after each denoising step, ``preview(stage, step, images)`` with the picture forming (previews.py) every
+``preview_every`` steps, and setting the ``cancel`` event stops the run within one step (GenerationCancelled).
 The pipelines are optimum-intel's, i.e. diffusers' own ``__call__``; this module only chooses the pipeline,
 the shape, the scheduler and the seed.
 """
@@ -32,7 +33,7 @@ from ov_sdxl.model_info import ModelInfo
 from ov_sdxl.runtime.decode import decode_latents
 from ov_sdxl.runtime.embeddings import Embedding, EmbeddingSet, EmbeddingSpec
 from ov_sdxl.runtime.feature_cache import FeatureCache
-from ov_sdxl.runtime.generation import GenerationResult, Progress, Run, Steps
+from ov_sdxl.runtime.generation import GenerationResult, Preview, Progress, Run, Steps
 from ov_sdxl.runtime.pipelines import PipelineSet, check_device
 from ov_sdxl.runtime.presets import GUIDED_TENSORS, resolve_preset, uses_guidance
 from ov_sdxl.runtime.watermark import WATERMARK_METADATA, Watermarker
@@ -149,12 +150,17 @@ class SDXLRuntime:
         return self._task(Mode.REFINE, prompt, {**kw, "image": image})
 
     def _task(self, mode: Mode, prompt: str, kw: dict[str, Any]) -> GenerationResult:
-        progress, cancel = kw.pop("progress", None), kw.pop("cancel", None)
-        return self.generate(GenerationParams(prompt=prompt, mode=mode, **kw), progress=progress, cancel=cancel)
+        watch = {name: kw.pop(name) for name in ("progress", "cancel", "preview", "preview_every") if name in kw}
+        return self.generate(GenerationParams(prompt=prompt, mode=mode, **kw), **watch)
 
     # -- the one entry point -----------------------------------------------------------------------------------
     def generate(
-        self, params: GenerationParams, progress: Progress | None = None, cancel: threading.Event | None = None
+        self,
+        params: GenerationParams,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        preview: Preview | None = None,
+        preview_every: int = 1,
     ) -> GenerationResult:
         import torch
 
@@ -170,7 +176,8 @@ class SDXLRuntime:
             self._watermarker.check_size(width, height)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         generator = torch.Generator("cpu").manual_seed(seed)
-        run = Run(self._embeddings.canonical_params(params), width, height, generator, Steps(progress, cancel))
+        steps = Steps(progress, cancel, preview, preview_every)
+        run = Run(self._embeddings.canonical_params(params), width, height, generator, steps)
         run.notes.extend(notes)
         for note in self._embeddings.notes(params):
             log.warning("%s", note)
@@ -245,7 +252,7 @@ class SDXLRuntime:
         if window is not None:
             guidance = guidance if window.start_guided(start) else 1.0
             callback = window.callback(callback)
-            kwargs["callback_on_step_end_tensor_inputs"] = list(GUIDED_TENSORS)
+            kwargs["callback_on_step_end_tensor_inputs"] = ["latents", *GUIDED_TENSORS]  # latents: previews
         run.steps.check()
         started = time.monotonic()
         kwargs.setdefault("output_type", "latent")  # decoded here, with a check (see decode.py)

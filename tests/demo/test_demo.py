@@ -70,6 +70,16 @@ def handlers(runtime, tmp_path_factory):
     return DemoHandlers(runtime, DemoLimits(max_upload_pixels=512 * 512), tmp_path_factory.mktemp("demo-out"))
 
 
+def generate(handlers, *args, **kwargs):
+    """The Generate button's last output (the PNGs), after checking what it streamed before: previews only."""
+    *previews, final = handlers.generate(*args, **kwargs)
+    for gallery, status, parameters, seed in previews:
+        assert all(isinstance(image, Image.Image) and caption.startswith("preview: ") for image, caption in gallery)
+        assert "a preview; the finished image follows" in status and parameters == seed == gr.skip()
+    generate.previews = previews
+    return final
+
+
 def error_of(call, *args, **kwargs) -> str:
     with pytest.raises(gr.Error) as info:
         call(*args, **kwargs)
@@ -81,8 +91,8 @@ def error_of(call, *args, **kwargs) -> str:
 # -- the handlers, called directly --------------------------------------------------------------------------------
 def test_text2img_writes_pngs_that_carry_their_parameters(handlers):
     progress = Progress()
-    gallery, status, parameters, seed = handlers.generate(
-        "Text to image", PROMPT, "blurry", seed="7", num_images=2.0, progress=progress, **SMALL
+    gallery, status, parameters, seed = generate(
+        handlers, "Text to image", PROMPT, "blurry", seed="7", num_images=2.0, progress=progress, **SMALL
     )
     assert seed == "7" and status.startswith("Done: seed 7, 128×96")
     assert [caption for _, caption in gallery] == ["1: seed 7", "2: seed 7"]
@@ -95,23 +105,33 @@ def test_text2img_writes_pngs_that_carry_their_parameters(handlers):
     assert parameters["seed"] == "7" and parameters["width"] == "128"
     assert progress.calls[0][1].startswith("Preparing the model")
     assert progress.calls[1:] == [((step, 3), f"base: step {step} of 3") for step in (1, 2, 3)]
+    assert generate.previews, "the picture forming should show before the PNGs"
+    first_preview = generate.previews[0][0]
+    assert len(first_preview) == 2 and first_preview[0][0].size == (128 // 8, 96 // 8)  # the latents' size
 
 
 def test_same_seed_same_image_and_random_seed_is_returned(handlers):
-    first = handlers.generate("Text to image", PROMPT, seed="123", progress=Progress(), **SMALL)
-    again = handlers.generate("Text to image", PROMPT, seed=123, progress=Progress(), **SMALL)
+    first = generate(handlers, "Text to image", PROMPT, seed="123", progress=Progress(), **SMALL)
+    again = generate(handlers, "Text to image", PROMPT, seed=123, progress=Progress(), **SMALL)
     assert Image.open(first[0][0][0]).tobytes() == Image.open(again[0][0][0]).tobytes()
-    drawn = handlers.generate("Text to image", PROMPT, seed="random", progress=Progress(), **SMALL)[3]
+    drawn = generate(handlers, "Text to image", PROMPT, seed="random", progress=Progress(), **SMALL)[3]
     assert (
         drawn.isdigit()
-        and f"seed {drawn}," in handlers.generate("Text to image", PROMPT, seed=drawn, progress=Progress(), **SMALL)[1]
+        and f"seed {drawn},"
+        in generate(handlers, "Text to image", PROMPT, seed=drawn, progress=Progress(), **SMALL)[1]
     )
 
 
 def test_base_and_refined_side_by_side(handlers):
     progress = Progress()
-    gallery, status, parameters, _ = handlers.generate(
-        "Text to image + refiner", PROMPT, seed="5", high_noise_frac=0.5, progress=progress, **{**SMALL, "steps": 4.0}
+    gallery, status, parameters, _ = generate(
+        handlers,
+        "Text to image + refiner",
+        PROMPT,
+        seed="5",
+        high_noise_frac=0.5,
+        progress=progress,
+        **{**SMALL, "steps": 4.0},
     )
     assert [caption for _, caption in gallery] == ["1: base, handed off at 0.5", "1: refined"]
     base, refined = (Image.open(path) for path, _ in gallery)
@@ -126,8 +146,15 @@ def test_image_modes_take_the_upload_as_rgb_at_its_size(handlers, tmp_path):
     upload = tmp_path / "rgba.png"
     Image.new("RGBA", (128, 96), (200, 30, 30, 0)).save(upload)
     for mode, strength in (("Image to image", 0.6), ("Refine an image", 0.3)):
-        gallery, status, parameters, _ = handlers.generate(
-            mode, PROMPT, image=str(upload), size="Input image size", steps=4.0, strength=strength, progress=Progress()
+        gallery, status, parameters, _ = generate(
+            handlers,
+            mode,
+            PROMPT,
+            image=str(upload),
+            size="Input image size",
+            steps=4.0,
+            strength=strength,
+            progress=Progress(),
         )
         assert Image.open(gallery[0][0]).size == (128, 96) and parameters["strength"] == str(strength)
     resized = handlers.img2img(PROMPT, image=str(upload), width=64, height=64, steps=4, progress=Progress())
@@ -154,7 +181,7 @@ def test_image_modes_take_the_upload_as_rgb_at_its_size(handlers, tmp_path):
 )
 def test_bad_input_is_one_readable_message(handlers, form, message):
     form = {"mode": "Text to image", "prompt": PROMPT, "size": "Custom", "width": 64.0, "height": 64.0, **form}
-    assert message in error_of(handlers.generate, progress=Progress(), **form)
+    assert message in error_of(functools.partial(generate, handlers), progress=Progress(), **form)
 
 
 def test_bad_uploads_are_named_not_our_paths(handlers, tmp_path):
@@ -221,7 +248,9 @@ def test_model_without_refiner_says_so(tiny_model, tmp_path):
     runtime = SDXLRuntime.from_dir(copy, precision="f32", use_cache=False)
     handlers = DemoHandlers(runtime, DemoLimits(), tmp_path / "out")
     for mode in ("Text to image + refiner", "Refine an image"):
-        message = error_of(handlers.generate, mode, PROMPT, image=None, progress=Progress(), **SMALL)
+        message = error_of(
+            functools.partial(generate, handlers), mode, PROMPT, image=None, progress=Progress(), **SMALL
+        )
         assert (
             "this model has no refiner" in message and "--refiner stabilityai/stable-diffusion-xl-refiner" in message
         )

@@ -134,8 +134,9 @@ def test_fast_reuses_features_through_the_guidance_window(fast_model, ov_cache, 
     """fast's default: DeepCache every third step on top of the window; when the batch drops to the conditional half,
     the shallow steps read that half of the features. The reference: DeepCache's helper and the same callback."""
     runtime = SDXLRuntime.from_dir(fast_model, precision="f32", cache_dir=ov_cache)
-    batches = UNetBatches(runtime.pipelines.base.unet)
-    result = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)
+    batches, previews = UNetBatches(runtime.pipelines.base.unet), []
+    result = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, preview=lambda *event: previews.append(event), **SIZE)
+    assert len(previews) == STEPS  # the window's callback inputs still carry the latents
     assert result.params.cache_interval == FAST_CACHE_INTERVAL == 3 and result.metadata()["cache_interval"] == "3"
     assert len(batches.calls) == STEPS and {b for b, _ in batches.calls} == {1, 2}  # every step, both batches
     steps = runtime._features.last

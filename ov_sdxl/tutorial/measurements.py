@@ -1,6 +1,6 @@
 """Measuring for the tutorials: folder sizes, time and peak memory of a block, small tables, images in a row.
 
-from ov_sdxl.tutorial.measure import measure, size_table, side_by_side
+from ov_sdxl.tutorial.measurements import measure, size_table, side_by_side
 with measure("load") as m:
     ...                          # m.seconds, m.peak_mb, m.held_mb once the block is done
 size_table({"fp16": "models/sdxl-base-fp16/base", "int8": "models/sdxl/base"})
