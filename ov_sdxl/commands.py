@@ -83,9 +83,10 @@ def _generate(args: argparse.Namespace) -> int:
         print(path)
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     used = result.params  # what ran: the model's defaults where nothing was given
+    reuse = f", features reused (whole UNet every {used.cache_interval} steps)" if used.cache_interval > 1 else ""
     print(
         f"seed {result.seed}, {result.width}x{result.height}, {used.steps} steps, guidance {used.guidance:g}, "
-        f"preset {runtime.preset.preset.value}, {timing}"
+        f"preset {runtime.preset.preset.value}{reuse}, {timing}"
     )
     return EXIT_OK
 

@@ -108,7 +108,12 @@ class CachePlan:
         paths = {op.get_friendly_name(): _path(op) for op in ops}
         units = _Units.of([p for p in paths.values() if p])
         cache_block, cache_layer = branch_position(branch)
-        if not units.down_layers or cache_block >= len(units.down_layers):
+        if not units.down_layers or not units.up_layers:
+            raise ConfigError(
+                "this UNet's IR does not name its nodes after diffusers' layers (exported by another tool?), so "
+                "feature reuse cannot find its cut: run with --cache-interval 1, or convert the model with ov-sdxl"
+            )
+        if cache_block >= len(units.down_layers):
             raise ConfigError(
                 f"cache branch {branch} is past this UNet's {len(units.down_layers)} down blocks "
                 f"(3 branches per block: 0 to {3 * len(units.down_layers) - 1})"

@@ -111,6 +111,10 @@ def test_the_cut_for_each_branch(tiny_model):
     assert sizes == sorted(sizes) and sizes[0] < len(unet.get_ordered_ops()) / 5
     with pytest.raises(ConfigError, match="cache branch 6 is past this UNet's 2 down blocks"):
         CachePlan.of(unet, 6)
+    for op in unet.get_ordered_ops():  # an IR whose nodes do not say which layer they belong to
+        op.set_friendly_name(f"node_{id(op)}")
+    with pytest.raises(ConfigError, match="does not name its nodes after diffusers' layers .* --cache-interval 1"):
+        CachePlan.of(unet, 0)
 
 
 def test_bad_settings_are_refused(runtime):
