@@ -99,7 +99,9 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
             if not ours:
                 continue
             spec = CONTENDERS.get(reference)
-            if spec is None or spec.floor_steps:
+            if results["settings"].get("cache_interval") not in (None, 1):
+                lines.append(f"    {reference}: {ours:.3g} s/step (the mean of whole and reused steps: not compared)")
+            elif spec is None or spec.floor_steps:
                 lines.append(f"    {reference}: {ours:.3g} s/step = {ours / floor_s:.2f}x the floor")
             else:
                 lines.append(f"    {reference}: {ours:.3g} s/step (int8 and half-batch steps: not compared with it)")

@@ -2,7 +2,7 @@
 
     from ov_sdxl.runtime.feature_cache import FeatureCache
     cache = FeatureCache(device="CPU", ov_config={})       # one per runtime: the compiled models it made
-    with cache.running(pipe.unet, pipe.scheduler, interval=3, branch=0):
+    with cache.call(pipe.unet, pipe.scheduler, interval=3, branch=0):
         pipe(...)                                          # each UNet call runs the full or the shallow model
 
 A "full" step runs the whole UNet; the next ``interval - 1`` steps run only the shallow path and reuse the deep
@@ -279,9 +279,13 @@ class FeatureCache:
             self._fresh.add(id(part))
         return self._compiled[id(part)][2:]
 
-    def release(self, part: Any) -> None:
-        """Forget ``part``'s feature-reuse models (the exact path runs next)."""
+    def call(self, part: Any, scheduler: Any, interval: int, branch: int) -> Any:
+        """Around one pipeline call: features reused when ``interval`` > 1; else the exact path, with ``part``'s
+        feature-reuse models freed (the exact UNet compiles again in their place)."""
+        if interval > 1:
+            return self.running(part, scheduler, interval, branch)
         self._compiled.pop(id(part), None)
+        return contextlib.nullcontext()
 
     @contextlib.contextmanager
     def running(self, part: Any, scheduler: Any, interval: int, branch: int) -> Iterator[None]:

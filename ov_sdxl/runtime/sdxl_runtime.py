@@ -17,7 +17,6 @@ the shape, the scheduler and the seed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import secrets
@@ -266,7 +265,7 @@ class SDXLRuntime:
         else:
             texts = encode(pipe, params, run.chunks)
         try:
-            with self._reusing_features(pipe, params):
+            with self._features.call(pipe.unet, pipe.scheduler, params.cache_interval, params.cache_branch or 0):
                 out = pipe(
                     **texts,
                     num_inference_steps=params.steps,
@@ -282,13 +281,6 @@ class SDXLRuntime:
             raise GenerationError(f"the {stage} failed: {exc}") from exc
         run.timings[stage] = time.monotonic() - started
         return out.images
-
-    def _reusing_features(self, pipe: Any, params: GenerationParams) -> Any:
-        """Feature reuse for this call when asked (cache_interval > 1); else the exact path, the reuse models freed."""
-        if params.cache_interval > 1:
-            return self._features.running(pipe.unet, pipe.scheduler, params.cache_interval, params.cache_branch or 0)
-        self._features.release(pipe.unet)
-        return contextlib.nullcontext()
 
     def _input_image(self, run: Run) -> Any:
         from ov_sdxl.images import to_rgb
