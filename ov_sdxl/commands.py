@@ -74,6 +74,7 @@ def _generate(args: argparse.Namespace) -> int:
             embeddings=tuple(args.embedding),
             watermark=args.watermark,
             preset=args.preset,
+            one_shot=True,  # one request per process: base and refiner never compiled at once
         )
     )
     with _ProgressBar() as bar:

@@ -114,6 +114,7 @@ class RuntimeConfig:
     embeddings: tuple[EmbeddingSpec, ...] = ()  # textual inversion: "FILE.safetensors[:TOKEN]", paths or specs
     watermark: bool = False  # SDXL's invisible watermark in every image (needs invisible-watermark)
     preset: Preset | None = None  # None: the one that matches the model's weights (formats.py)
+    one_shot: bool = False  # one request, then the process ends: base+refiner gives the base's UNet back first
 
     def __post_init__(self) -> None:
         _set(self, "model_dir", Path(self.model_dir))
@@ -139,8 +140,9 @@ class RuntimeConfig:
             raise ConfigError(
                 f"embedding token {repeated[0]} is given to several files ({files}); give each its own, FILE:TOKEN"
             )
-        if not isinstance(self.watermark, bool):
-            raise ConfigError(f"watermark must be True or False, got {self.watermark!r}")
+        for name in ("watermark", "one_shot"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def check_limits(self, width: int, height: int, steps: int, num_images: int) -> None:
         """Refuse, before any work, a request over this runtime's caps."""

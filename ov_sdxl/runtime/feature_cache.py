@@ -284,8 +284,12 @@ class FeatureCache:
         feature-reuse models freed (the exact UNet compiles again in their place)."""
         if interval > 1:
             return self.running(part, scheduler, interval, branch)
-        self._compiled.pop(id(part), None)
+        self.forget(part)
         return contextlib.nullcontext()
+
+    def forget(self, part: Any) -> None:
+        """Drop ``part``'s feature-reuse models, so that their memory goes back."""
+        self._compiled.pop(id(part), None)
 
     @contextlib.contextmanager
     def running(self, part: Any, scheduler: Any, interval: int, branch: int) -> Iterator[None]:
@@ -300,6 +304,8 @@ class FeatureCache:
                 yield
         finally:
             part.request = previous
+            steps.full = steps.shallow = None  # ``last`` keeps the counts, not the models or the features
+            steps.features = []
 
     def _releasing(self, part: Any) -> Any:
         """Give back the pages of the IR and the compiled-model cache that compiling and the first call read

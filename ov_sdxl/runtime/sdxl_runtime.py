@@ -307,6 +307,10 @@ class SDXLRuntime:
         latents = self._call("base", base, run, width=run.width, height=run.height, denoising_end=fraction)
         if run.params.keep_base_images:
             run.base_images = self._decode(base, latents, run, "base_decode")
+        if self.config.one_shot:  # the base's UNet is done with: its memory goes before the refiner's UNet compiles
+            log.info("one-shot: giving the base's UNet back before the refiner's compiles")
+            self._features.forget(base.unet)
+            base.unet.clear_requests()
         refiner = self._prepare("refiner", run)
         latents = self._call("refiner", refiner, run, 1 - fraction, image=latents, denoising_start=fraction)
         return self._decode(refiner, latents, run)

@@ -308,3 +308,19 @@ def test_mapped_weights_are_given_back_once_compiled_and_run(tiny_model, tmp_pat
         assert any(cache.iterdir())
         # before this was done: 43% of the base's weights resident (cold), 112% (warm); with it: 2%, 0.3%
         assert mapped_kb(model, cache) < 0.1 * weights, start
+
+
+def test_one_shot_gives_the_base_unet_back_before_the_refiner(tiny_model, ov_cache, runtime):
+    """``ov-sdxl generate`` (one request per process): the base's compiled UNet is released before the refiner's
+    compiles, so the two are never held together; the images are the same."""
+    one_shot = SDXLRuntime.from_dir(tiny_model, precision="f32", cache_dir=ov_cache, one_shot=True)
+    result = one_shot.base_then_refiner(PROMPT, steps=6, seed=SEED, **SIZE)
+    assert one_shot.pipelines.base.unet.request is None and one_shot.pipelines.refiner.unet.request is not None
+    assert (
+        mean_abs_diff(result.images[0], runtime.base_then_refiner(PROMPT, steps=6, seed=SEED, **SIZE).images[0]) == 0
+    )
+    one_shot.base_then_refiner(PROMPT, steps=6, seed=SEED, cache_interval=3, **SIZE)  # the reuse pair goes too
+    assert id(one_shot.pipelines.base.unet) not in one_shot._features._compiled
+    assert one_shot._features.last.full is None  # what a call keeps afterwards: its counts, not its models
+    with pytest.raises(ConfigError, match="one_shot must be True or False, got 'yes'"):
+        SDXLRuntime.from_dir(tiny_model, one_shot="yes")
