@@ -126,11 +126,7 @@ class CachePlan:
         noisy = _reads_sample(ops)
         features: dict[tuple[str, int], tuple[Any, int]] = {}
         seen: set[str] = set()
-        stack = (
-            [model.get_result().input_value(0).get_node()]
-            if len(model.outputs) == 1
-            else [r.input_value(0).get_node() for r in model.get_results()]
-        )
+        stack = [result.input_value(0).get_node() for result in model.get_results()]
         while stack:
             op = stack.pop()
             if op.get_friendly_name() in seen:

@@ -111,17 +111,7 @@ def test_fast_guides_only_the_noisy_steps(fast_model, ov_cache, torch_pipes):
     assert {b for b, _ in batches.calls} == {1, 2}, "the window should cut this schedule in two"
     assert result.extra["guidance_until"] == str(FAST_GUIDANCE_UNTIL)
 
-    # diffusers' own pipeline with the same switch (its documented dynamic-CFG callback) on the same weights
-    window = runtime.preset.guidance_window(torch_pipes["base"], 5.0)
-    reference = torch_pipes["base"](
-        PROMPT,
-        num_inference_steps=STEPS,
-        guidance_scale=5.0,
-        generator=torch.Generator().manual_seed(SEED),
-        callback_on_step_end=window.callback(lambda pipe, step, timestep, kwargs: kwargs),
-        callback_on_step_end_tensor_inputs=list(GUIDED_TENSORS),
-        **SIZE,
-    ).images[0]
+    reference = _windowed(torch_pipes["base"], runtime)
     assert _image_array(reference).std() > 5
     assert mean_abs_diff(result.images[0], reference) <= 2.0
     unguided = torch_pipes["base"](
@@ -142,26 +132,30 @@ def test_fast_reuses_features_through_the_guidance_window(fast_model, ov_cache, 
     steps = runtime._features.last
     assert (steps.full_steps, steps.shallow_steps) == (4, 6)
 
-    pipe = torch_pipes["base"]
-    window = runtime.preset.guidance_window(pipe, 5.0)
-    helper = _conditional_half_deepcache()(pipe=pipe)
+    helper = _conditional_half_deepcache()(pipe=torch_pipes["base"])
     helper.set_params(cache_interval=3, cache_branch_id=0)
     helper.enable()
     try:
-        reference = pipe(
-            PROMPT,
-            num_inference_steps=STEPS,
-            guidance_scale=5.0,
-            generator=torch.Generator().manual_seed(SEED),
-            callback_on_step_end=window.callback(lambda pipe, step, timestep, kwargs: kwargs),
-            callback_on_step_end_tensor_inputs=list(GUIDED_TENSORS),
-            **SIZE,
-        ).images[0]
+        reference = _windowed(torch_pipes["base"], runtime)
     finally:
         helper.disable()
     exact = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, cache_interval=1, **SIZE).images[0]
     assert mean_abs_diff(result.images[0], reference) <= 2.0
     assert mean_abs_diff(exact, reference) > 0.2, "reuse should change the image"
+
+
+def _windowed(pipe, runtime):
+    """diffusers' own pipeline with the fast preset's switch (diffusers' documented dynamic-CFG callback)."""
+    window = runtime.preset.guidance_window(pipe, 5.0)
+    return pipe(
+        PROMPT,
+        num_inference_steps=STEPS,
+        guidance_scale=5.0,
+        generator=torch.Generator().manual_seed(SEED),
+        callback_on_step_end=window.callback(lambda pipe, step, timestep, kwargs: kwargs),
+        callback_on_step_end_tensor_inputs=list(GUIDED_TENSORS),
+        **SIZE,
+    ).images[0]
 
 
 def _conditional_half_deepcache():
