@@ -36,7 +36,7 @@ class WeightFormat(str, Enum):
     FP16 = "fp16"
     INT8 = "int8"
     INT4 = "int4"
-    HYBRID_INT8 = "hybrid-int8"  # UNet: int8 weights and int8 activations (NNCF hybrid, calibrated); others int8
+    HYBRID_INT8 = "hybrid-int8"  # UNet, VAE decoder: int8 weights and activations (calibrated); others int8
 
     @property
     def facts(self) -> FormatFacts:

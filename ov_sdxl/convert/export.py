@@ -10,7 +10,7 @@ sub-models (the UNet; the text encoders and the VAE) is exported in a child proc
 (``ov_sdxl.convert.export_part``), so each loads only the weights it exports and its memory returns to the system
 when it ends; the whole process tree is watched against ``max_memory``. Free memory and disk are checked first. With
 ``--weights hybrid-int8`` each stage's UNet is exported in fp16 and then calibrated and quantized in place by one
-more child (``hybrid``); the other sub-models get int8 weights.
+more child (``hybrid``), which also gives the VAE decoder int8 activations; the other sub-models get int8 weights.
 
 Everything is written into ``.<output>.partial`` beside the target; each finished sub-model is recorded there with
 the sha256 of its files, so a rerun after an interruption reuses what finished and exports the rest. The manifest
@@ -166,7 +166,8 @@ def _run_child(module: str, job: Any, what: str, config: ConvertConfig) -> tuple
 
 
 def _hybrid_unet(stage: str, config: ConvertConfig, partial: Path, progress: _Progress, calibration, report) -> None:
-    """--weights hybrid-int8: calibrate the stage's exported UNet on its own pipeline and quantize it in place."""
+    """--weights hybrid-int8: calibrate the stage's exported UNet and VAE decoder on its own pipeline and quantize
+    them in place."""
     from ov_sdxl.convert.hybrid import HybridJob
 
     if progress.finished(stage, "unet", step=config.weights.value):
@@ -176,10 +177,11 @@ def _hybrid_unet(stage: str, config: ConvertConfig, partial: Path, progress: _Pr
     base = str(partial / "base") if stage == "refiner" else None
     job = HybridJob(stage, str(partial / stage), calibration.prompts, base_folder=base, samples=calibration.samples)
     watched, result = _run_child("ov_sdxl.convert.hybrid", job, f"hybrid-quantizing the {stage}'s unet", config)
+    progress.record(stage, "vae_decoder", step=config.weights.value)  # int8 activations too, in the same child
     progress.record(stage, "unet", step=config.weights.value, result=result)
     log.info("[%s] unet quantized in %.0f s, peak %s", stage, watched.seconds, gb(watched.peak_rss))
     report.append(
-        {"stage": stage, "parts": ["unet (hybrid)"], "seconds": watched.seconds, "peak_rss": watched.peak_rss}
+        {"stage": stage, "parts": ["unet, vae_decoder (hybrid)"], "seconds": watched.seconds, "peak_rss": watched.peak_rss}
     )
 
 
