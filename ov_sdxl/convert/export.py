@@ -180,9 +180,8 @@ def _hybrid_unet(stage: str, config: ConvertConfig, partial: Path, progress: _Pr
     progress.record(stage, "vae_decoder", step=config.weights.value)  # int8 activations too, in the same child
     progress.record(stage, "unet", step=config.weights.value, result=result)
     log.info("[%s] unet quantized in %.0f s, peak %s", stage, watched.seconds, gb(watched.peak_rss))
-    report.append(
-        {"stage": stage, "parts": ["unet, vae_decoder (hybrid)"], "seconds": watched.seconds, "peak_rss": watched.peak_rss}
-    )
+    parts = ["unet, vae_decoder (hybrid)"]
+    report.append({"stage": stage, "parts": parts, "seconds": watched.seconds, "peak_rss": watched.peak_rss})
 
 
 def _reason(kind: str, message: str) -> str:
