@@ -5,8 +5,8 @@
 Each contender runs in a process of its own, so its first image (imports, load, compile, generation) and its peak
 memory are what a user's new process sees. The child loads the pipelines the way the contender's users do, wraps
 the ``forward`` of the UNet(s) and text encoders and the VAE's ``decode`` with timers (counting UNet calls), makes
-one warm-up image and ``repeat`` measured ones, and writes its figures as JSON. Shared parts (the refiner taking
-the base's ``text_encoder_2`` and VAE) are timed once.
+one warm-up image and ``repeat`` measured ones, and writes its figures as JSON and its last image as PNG. Shared
+parts (the refiner taking the base's ``text_encoder_2`` and VAE) are timed once.
 
 A contender is a ``ContenderSpec``: a kind (``torch``, ``optimum``, ``ov-sdxl``), its options and the converted
 weights it runs. The ov-sdxl presets are one entry each, e.g. ``ContenderSpec("ov-sdxl:fast", "ov-sdxl",
@@ -222,15 +222,16 @@ class _Runner:
         """Make one image; return its wall time (sub-model times accumulate in ``timers``)."""
         started = time.perf_counter()
         if self.kind != "ov-sdxl":
-            _diffusers_image(self.base, self.refiner, self.settings, steps)
+            self.last = _diffusers_image(self.base, self.refiner, self.settings, steps)
         else:
             s = self.settings
             kw = dict(width=s["width"], height=s["height"], steps=steps, guidance=s["guidance"], seed=s["seed"])
             kw["cache_interval"] = s["cache_interval"]  # None: the preset's own
             if self.two_stage:
-                self.runtime.base_then_refiner(s["prompt"], high_noise_frac=s["high_noise_frac"], **kw)
+                result = self.runtime.base_then_refiner(s["prompt"], high_noise_frac=s["high_noise_frac"], **kw)
             else:
-                self.runtime.text2img(s["prompt"], **kw)
+                result = self.runtime.text2img(s["prompt"], **kw)
+            self.last = result.images[0]
         return time.perf_counter() - started
 
     def planned(self, steps: int) -> dict[str, int]:
@@ -285,6 +286,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     figures["first_image_s"] = first_s + missing
     figures["load_s"] = load_s
     figures["peak_rss_bytes"] = _peak_rss()
+    runner.last.save(Path(job["report"]).with_suffix(".png"))  # the last image, for the drift column
     return {
         "figures": figures,
         "unet_calls": planned,

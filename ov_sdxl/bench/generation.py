@@ -132,7 +132,7 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
     This process imports no PyTorch or OpenVINO until every contender has finished (the floor comes last), so it
     takes almost no memory from them."""
     from ov_sdxl.bench.floor import floor_report, machine_info
-    from ov_sdxl.bench.report import ratios, references_of
+    from ov_sdxl.bench.report import add_drift, ratios, references_of
 
     job = {
         "settings": asdict(settings),
@@ -176,6 +176,7 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
                 results[spec.name] = {"error": str(exc)}
             finally:
                 shutil.rmtree(compiled, ignore_errors=True)
+        add_drift(results, Path(folder))
     log.info("bf16 matmul floor and UNet FLOPs")
     stages = {"base": target.base, **({"refiner": target.refiner} if settings.two_stage else {})}
     batch = 2 if settings.guidance > 1 else 1

@@ -27,6 +27,26 @@ FIGURES = (
     ("peak_rss_bytes", "peak RSS", "{:.1f} GB"),
 )
 OURS = "ov-sdxl"
+QUALITY = "ov-sdxl:quality"  # the image every other one's drift is measured from
+DRIFT = ("mad_vs_quality", "MAD vs quality", "{:.2f}")  # mean |pixel difference| in 0..255; not a ratio
+
+
+def add_drift(contenders: dict[str, Any], folder: Path) -> None:
+    """Each contender's mean absolute pixel difference from ``ov-sdxl:quality``'s last image (same seed, source
+    weights and steps), from the PNGs the contenders wrote in ``folder``; none when quality was not measured or a
+    contender ran fewer steps."""
+    import numpy as np
+    from PIL import Image
+
+    def pixels(name: str) -> Any:
+        return np.asarray(Image.open(folder / f"{name.replace(':', '-')}.png").convert("RGB"), dtype=np.float32)
+
+    if "figures" not in contenders.get(QUALITY, {}):
+        return
+    reference = pixels(QUALITY)
+    for name, result in contenders.items():
+        if "figures" in result and not result.get("extrapolated"):
+            result["figures"][DRIFT[0]] = float(np.abs(pixels(name) - reference).mean())
 
 
 def references_of(contenders: dict[str, Any]) -> list[str]:
@@ -65,6 +85,15 @@ def _cell(key: str, fmt: str, figures: dict[str, Any]) -> str:
 def _columns(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     two_stage = results["settings"]["mode"] == "base+refiner"
     return [f for f in FIGURES if two_stage or f[0] != "unet_refiner_s_per_step"]
+
+
+def _drift_note(results: dict[str, Any]) -> list[str]:
+    if not any(DRIFT[0] in r.get("figures", {}) for r in results["contenders"].values()):
+        return []
+    return [
+        f"{DRIFT[1]}: mean absolute pixel difference (0..255) from {QUALITY}'s image, same seed and source weights; "
+        "on random weights it measures drift, not beauty"
+    ]
 
 
 def _rows(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -120,15 +149,16 @@ def format_table(results: dict[str, Any]) -> str:
         "",
     ]
     columns = _columns(results)
+    drift = [DRIFT] if _drift_note(results) else []
     header = ["contender", *[title for _, title, _ in columns]]
     rows, others = [], []
     for name, result in results["contenders"].items():
         if "figures" in result:
             mark = "*" if result.get("extrapolated") else ""
-            rows.append([name + mark, *[_cell(key, fmt, result["figures"]) for key, _, fmt in columns]])
+            rows.append([name + mark, *[_cell(key, fmt, result["figures"]) for key, _, fmt in [*columns, *drift]]])
         else:
             others.append(f"{name}: {'skipped, ' + result['skipped'] if 'skipped' in result else result['error']}")
-    lines += _rows(header, rows)
+    lines += _rows(header + [title for _, title, _ in drift], rows)
     for reference, peers in results["ratios"].items():
         if not peers:
             continue
@@ -137,7 +167,8 @@ def format_table(results: dict[str, Any]) -> str:
             [name, *[f"{r[key]:.2f}x" if key in r else "-" for key, _, _ in columns]] for name, r in peers.items()
         ]
         lines += _rows(["peer", *header[1:]], ratio_rows)
-    lines += ["", *others, *_floor_lines(results), *[f"note: {note}" for note in results["notes"]]]
+    notes = [*results["notes"], *_drift_note(results)]
+    lines += ["", *others, *_floor_lines(results), *[f"note: {note}" for note in notes]]
     if any(r.get("extrapolated") for r in results["contenders"].values()):
         lines.append("* extrapolated from fewer steps (see the note above)")
     return "\n".join(line.rstrip() for line in lines)

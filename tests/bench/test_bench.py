@@ -61,6 +61,11 @@ def test_bench_tiny_quick_every_contender(tmp_path, tiny_model, tiny_sources, ti
         assert result["extrapolated"] is torch
         assert result["steps_run"] == (TORCH_STEPS if torch else STEPS)
         assert sum(result["unet_calls_run"].values()) == result["steps_run"]
+        # drift from quality's image, for every contender that ran the full steps
+        assert ("mad_vs_quality" in figures) is not torch, name
+    drift = {name: r["figures"].get("mad_vs_quality") for name, r in results["contenders"].items()}
+    assert drift["ov-sdxl:quality"] == 0 and 0 < drift["ov-sdxl:balanced"] < drift["ov-sdxl:fast"] < 60, drift
+    assert "MAD vs quality" in table and "measures drift, not beauty" in table
     presets = [name for name in CONTENDERS if name.startswith("ov-sdxl:")]
     assert presets == ["ov-sdxl:quality", "ov-sdxl:balanced", "ov-sdxl:fast"] and list(results["ratios"]) == presets
     for preset in presets:
