@@ -39,6 +39,7 @@ from ov_sdxl.resources import check_free, gb, run_watched
 
 log = logging.getLogger(__name__)
 
+HYBRID_PARTS = ("unet", "vae_decoder")  # what --weights hybrid-int8 calibrates (hybrid.py)
 SHARED_WITH_BASE = ("text_encoder_2", "vae_decoder", "vae_encoder")  # byte-identical in SDXL 1.0's refiner
 PROGRESS = "progress.json"
 
@@ -131,9 +132,9 @@ def _export_group(job_parts: tuple[str, ...], stage: str, source: StageSource, c
     from ov_sdxl.convert.export_part import ExportJob
 
     loras = tuple({"path": str(s.path), "scale": s.scale} for s in config.loras) if stage == "base" else ()
-    weights = config.weights.value
-    if config.weights is WeightFormat.HYBRID_INT8:  # the UNet in fp16 (hybrid-quantized after), the others int8
-        weights = "fp16" if "unet" in job_parts else "int8"
+    weights, fp16_parts = config.weights.value, ()
+    if config.weights is WeightFormat.HYBRID_INT8:  # the others int8; the UNet and the VAE decoder in fp16, whose
+        weights, fp16_parts = "int8", HYBRID_PARTS  # int8 weights and activations the hybrid step makes after
     job = ExportJob(
         source=str(source.folder),
         stage=stage,
@@ -143,6 +144,7 @@ def _export_group(job_parts: tuple[str, ...], stage: str, source: StageSource, c
         checkpoint=str(source.checkpoint) if source.checkpoint else None,
         allow_pickle=config.allow_pickle,
         loras=loras,
+        fp16_parts=fp16_parts,
     )
     what = f"exporting the {stage}'s {', '.join(job_parts)} from {source.label}"
     return _run_child("ov_sdxl.convert.export_part", job, what, config)[0]

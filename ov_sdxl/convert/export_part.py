@@ -59,6 +59,7 @@ class ExportJob:
     checkpoint: str | None = None
     allow_pickle: bool = False
     loras: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # LoraSpec fields: path, scale
+    fp16_parts: tuple[str, ...] = ()  # written in fp16 whatever ``weights`` says: a later step quantizes them
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)), encoding="utf-8")
@@ -66,7 +67,8 @@ class ExportJob:
     @classmethod
     def read(cls, path: Path) -> ExportJob:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(**{**data, "parts": tuple(data["parts"]), "loras": tuple(data["loras"])})
+        tuples = {name: tuple(data[name]) for name in ("parts", "loras", "fp16_parts")}
+        return cls(**{**data, **tuples})
 
 
 def _torch_dtype(weights: str) -> Any:
@@ -212,10 +214,10 @@ def run(job: ExportJob) -> None:
     shapes = {k: v for k, v in DEFAULT_DUMMY_SHAPES.items() if k not in ("height", "width")}
     for part in job.parts:
         started = time.monotonic()
+        weights = "fp16" if part in job.fp16_parts else job.weights
+        compressed = WeightFormat(weights).facts.compression is not None
         chosen = {part: models.pop(part)}
-        _set_runtime_options(
-            chosen, "text-to-image", "diffusers", WeightFormat(job.weights).facts.compression is not None
-        )
+        _set_runtime_options(chosen, "text-to-image", "diffusers", compressed)
         module, export_config = chosen[part]
         if part in TRACE_SIZE:
             export_config._normalized_config = _TraceSize(export_config._normalized_config, TRACE_SIZE[part])
@@ -230,7 +232,7 @@ def run(job: ExportJob) -> None:
                 output_dir=output,
                 output_names=[f"{part}/openvino_model.xml"],
                 input_shapes=shapes,
-                ov_config=OVConfig(dtype=job.weights),
+                ov_config=OVConfig(dtype=weights),
                 stateful=False,
                 patch_16bit_model=_torch_dtype(job.weights) != torch.float32,
                 library_name="diffusers",
@@ -238,8 +240,8 @@ def run(job: ExportJob) -> None:
         del chosen, module, export_config
         gc.collect()
         log.info("[%s] %s exported in %.1f s", job.stage, part, time.monotonic() - started)
-        if WeightFormat(job.weights).facts.compression is not None:
-            _compress(output / part / "openvino_model.xml", job.weights)
+        if compressed:
+            _compress(output / part / "openvino_model.xml", weights)
 
 
 def child_main(argv: list[str], work: Any) -> int:

@@ -311,6 +311,8 @@ class SDXLRuntime:
             log.info("one-shot: giving the base's UNet back before the refiner's compiles")
             self._features.forget(base.unet)
             base.unet.clear_requests()
+        else:
+            log.info("long-lived runtime: the base's and the refiner's UNets stay compiled (one_shot=False)")
         refiner = self._prepare("refiner", run)
         latents = self._call("refiner", refiner, run, 1 - fraction, image=latents, denoising_start=fraction)
         return self._decode(refiner, latents, run)

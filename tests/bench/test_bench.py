@@ -61,6 +61,7 @@ def test_bench_tiny_quick_every_contender(tmp_path, tiny_model, tiny_sources, ti
         assert result["extrapolated"] is torch
         assert result["steps_run"] == (TORCH_STEPS if torch else STEPS)
         assert sum(result["unet_calls_run"].values()) == result["steps_run"]
+        assert result["runtime"] == "long-lived"  # as a server or the demo runs: both UNets compiled
         # drift from quality's image, for every contender that ran the full steps
         assert ("mad_vs_quality" in figures) is not torch, name
     drift = {name: r["figures"].get("mad_vs_quality") for name, r in results["contenders"].items()}

@@ -49,6 +49,34 @@ def test_unets_and_decoders_get_fake_quantize_and_the_others_int8_weights(hybrid
     assert _ops(model / "base" / "text_encoder" / "openvino_model.xml")[1] > 0
 
 
+def _conv_precisions(xml, shape):
+    """How many Convolutions the CPU plugin runs in each precision (its runtime graph), for one input shape."""
+    import collections
+
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(xml)
+    model.reshape({0: shape})
+    runtime = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).get_runtime_model()
+    info = [op.get_rt_info() for op in runtime.get_ops()]
+    return collections.Counter(
+        i["runtimePrecision"].astype(str) for i in info if i["layerType"].astype(str) == "Convolution"
+    )
+
+
+def test_decoder_convolutions_run_in_int8(hybrid_model, tiny_model):
+    """int8 arithmetic, not int8 storage: the decoder is quantized from its fp16 export (quantizing activations
+    on top of int8 weight-only compression left every convolution in float, at bf16's speed)."""
+    for stage in ("base", "refiner"):
+        precisions = _conv_precisions(hybrid_model[0] / stage / "vae_decoder" / "openvino_model.xml", [1, 4, 8, 8])
+        assert precisions["u8"] + precisions["i8"] >= sum(precisions.values()) - 2, (
+            stage,
+            precisions,
+        )  # not the edges
+    assert set(_conv_precisions(tiny_model / "base" / "vae_decoder" / "openvino_model.xml", [1, 4, 8, 8])) == {"f32"}
+
+
 def test_int8_decoder_stays_close_to_the_float_decode_of_the_same_latents(hybrid_model, tiny_model):
     """The int8 decoder (its first and last convolutions in float) against the fp32 conversion's decoder, on the
     latents the fp32 base renders, decoded in f32: measured 2.7 in 0..255 units on the tiny model (noise-like

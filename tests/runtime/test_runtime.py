@@ -310,15 +310,18 @@ def test_mapped_weights_are_given_back_once_compiled_and_run(tiny_model, tmp_pat
         assert mapped_kb(model, cache) < 0.1 * weights, start
 
 
-def test_one_shot_gives_the_base_unet_back_before_the_refiner(tiny_model, ov_cache, runtime):
+def test_one_shot_gives_the_base_unet_back_before_the_refiner(tiny_model, ov_cache, runtime, caplog):
     """``ov-sdxl generate`` (one request per process): the base's compiled UNet is released before the refiner's
-    compiles, so the two are never held together; the images are the same."""
+    compiles, so the two are never held together; the images are the same; the log says which runtime ran."""
     one_shot = SDXLRuntime.from_dir(tiny_model, precision="f32", cache_dir=ov_cache, one_shot=True)
-    result = one_shot.base_then_refiner(PROMPT, steps=6, seed=SEED, **SIZE)
+    with caplog.at_level(logging.INFO, logger="ov_sdxl"):
+        result = one_shot.base_then_refiner(PROMPT, steps=6, seed=SEED, **SIZE)
+        assert "one-shot: giving the base's UNet back" in caplog.text and "long-lived" not in caplog.text
+        caplog.clear()
+        long_lived = runtime.base_then_refiner(PROMPT, steps=6, seed=SEED, **SIZE)
+        assert "long-lived runtime: the base's and the refiner's UNets stay compiled" in caplog.text
     assert one_shot.pipelines.base.unet.request is None and one_shot.pipelines.refiner.unet.request is not None
-    assert (
-        mean_abs_diff(result.images[0], runtime.base_then_refiner(PROMPT, steps=6, seed=SEED, **SIZE).images[0]) == 0
-    )
+    assert mean_abs_diff(result.images[0], long_lived.images[0]) == 0
     one_shot.base_then_refiner(PROMPT, steps=6, seed=SEED, cache_interval=3, **SIZE)  # the reuse pair goes too
     assert id(one_shot.pipelines.base.unet) not in one_shot._features._compiled
     assert one_shot._features.last.full is None  # what a call keeps afterwards: its counts, not its models
