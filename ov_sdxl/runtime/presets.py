@@ -11,14 +11,14 @@ conversion to run. Every preset uses static shapes and the compiled-model cache 
 
 - ``quality``: fp16 (or fp32) weights; the math unchanged, apart from bf16 inference where the CPU has it.
 - ``balanced``: int8 (or int4) weight-only compression; the same runtime as quality.
-- ``fast``: hybrid-int8 (int8 activations in the UNet and the VAE decoder, calibrated offline), and
-  classifier-free guidance only while the noise level is high: steps whose timestep is below ``guidance_until``
-  of the training schedule run the UNet on the conditional batch alone, which halves their cost (Kynkäänniemi et al. 2024, "Applying guidance
-  in a limited interval"; diffusers documents the same switch as dynamic CFG). The UNet keeps a dynamic batch so
-  that the switch needs no second compiled model. And feature reuse (DeepCache, ``feature_cache.py``): the whole
-  UNet runs every third step, the steps between run only its outermost layers on the deep features of the last
-  whole step (``cache_interval`` 3, branch 0; ``cache_interval=1`` turns it off). Any preset reuses features when
-  a request asks for it.
+- ``fast``: hybrid-int8 (int8 activations in the UNet and the VAE decoder, calibrated offline), and classifier-free
+  guidance only while the noise level is high: steps whose timestep is below ``guidance_until`` of the training
+  schedule run the UNet on the conditional batch alone, which halves their cost (Kynkäänniemi et al. 2024,
+  "Applying guidance in a limited interval"; diffusers documents the same switch as dynamic CFG). The UNet keeps a
+  dynamic batch so that the switch needs no second compiled model. And feature reuse (DeepCache,
+  ``feature_cache.py``): the whole UNet runs every third step, the steps between run only its outermost layers on
+  the deep features of the last whole step (``cache_interval`` 3, branch 0; ``cache_interval=1`` turns it off). Any
+  preset reuses features when a request asks for it.
 """
 
 from __future__ import annotations
