@@ -2,7 +2,7 @@
 
     from ov_sdxl.runtime.presets import resolve_preset
     settings = resolve_preset(None, "hybrid-int8")       # no preset asked: the one matching the weights (fast)
-    settings.ov_config("CPU")                            # {"INFERENCE_PRECISION_HINT": "bf16"} on bf16 CPUs
+    settings.ov_config("CPU")                            # {"INFERENCE_PRECISION_HINT": "bf16", ...} on bf16 CPUs
     guidance = settings.guidance_window(pipe, params.guidance)   # fast: classifier-free guidance in early steps
 
 The weights are chosen when converting (``--weights fp16 | int8 | hybrid-int8``); a preset runs what its
@@ -33,6 +33,9 @@ from ov_sdxl.formats import Preset, WeightFormat
 
 FAST_GUIDANCE_UNTIL = 0.5  # guidance while timestep >= 0.5 x the training timesteps: the noisier half
 FAST_CACHE_INTERVAL = 3  # the whole UNet every third step, the shallow path between (DeepCache's published setting)
+# The CPU plugin quantizes the activations of int8 weight-only MatMuls on the fly, in groups of 32 channels by
+# default; groups of 128 made fast's full-size UNet step 1.15x faster (docs/benchmark.md, "CPU plugin settings")
+FAST_DYNAMIC_QUANTIZATION_GROUP = 128
 GUIDED_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")  # what diffusers doubles for guidance
 
 
@@ -45,12 +48,17 @@ class PresetSettings:
     convert_with: str  # the --weights value that makes a model for it
     guidance_until: float | None = None  # guidance only for timesteps >= this fraction of training's; None: all
     cache_interval: int = 1  # feature reuse by default: the whole UNet every N steps (feature_cache.py); 1: off
+    dynamic_quantization_group: int | None = None  # the CPU plugin's group for int8 activations; None: its own
 
     def ov_config(self, device: str) -> dict[str, str]:
-        """The OpenVINO settings of this preset on ``device``: bf16 inference on CPUs that have bf16."""
-        if device != "CPU" or "BF16" not in _capabilities(device):
+        """The OpenVINO settings of this preset on ``device``: bf16 inference on CPUs that have bf16, and the
+        dynamic quantization group of the preset's int8 MatMuls."""
+        if device != "CPU":
             return {}
-        return {"INFERENCE_PRECISION_HINT": "bf16"}
+        config = {"INFERENCE_PRECISION_HINT": "bf16"} if "BF16" in _capabilities(device) else {}
+        if self.dynamic_quantization_group is not None:
+            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = str(self.dynamic_quantization_group)
+        return config
 
     def metadata(self) -> dict[str, str]:
         out = {"preset": self.preset.value}
@@ -125,6 +133,7 @@ PRESETS = {
         CONVERT_WITH[preset],
         FAST_GUIDANCE_UNTIL if preset is Preset.FAST else None,
         FAST_CACHE_INTERVAL if preset is Preset.FAST else 1,
+        FAST_DYNAMIC_QUANTIZATION_GROUP if preset is Preset.FAST else None,
     )
     for preset in Preset
 }

@@ -82,10 +82,9 @@ class SDXLRuntime:
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
             ov_config["CACHE_DIR"] = str(cache)
+        ov_config.update(self.preset.ov_config(self.config.device))
         if self.config.precision is not Precision.AUTO:
             ov_config["INFERENCE_PRECISION_HINT"] = self.config.precision.value
-        else:
-            ov_config.update(self.preset.ov_config(self.config.device))
         return ov_config
 
     @property

@@ -15,7 +15,13 @@ from conftest import PROMPT, mean_abs_diff
 from ov_sdxl import ConfigError, SDXLRuntime
 from ov_sdxl.config import Preset, RuntimeConfig
 from ov_sdxl.layout import MANIFEST_NAME
-from ov_sdxl.runtime.presets import FAST_CACHE_INTERVAL, FAST_GUIDANCE_UNTIL, GUIDED_TENSORS, resolve_preset
+from ov_sdxl.runtime.presets import (
+    FAST_CACHE_INTERVAL,
+    FAST_DYNAMIC_QUANTIZATION_GROUP,
+    FAST_GUIDANCE_UNTIL,
+    GUIDED_TENSORS,
+    resolve_preset,
+)
 
 SEED, STEPS, SIZE = 5, 10, {"width": 128, "height": 96}
 
@@ -41,6 +47,18 @@ def test_a_preset_the_model_was_not_converted_for_is_refused():
         resolve_preset("fast", "fp16")
     with pytest.raises(ConfigError, match=r"preset quality .* int8 weights .* use --preset balanced"):
         resolve_preset(Preset.QUALITY, "int8")
+
+
+def test_fast_sets_the_dynamic_quantization_group_on_cpu_whatever_the_precision(tiny_hybrid_model, tmp_path):
+    """fast's int8 MatMuls quantize their activations in groups of 128 channels (the CPU plugin's default is 32);
+    an explicit --precision changes the precision only; other devices and presets get no such setting."""
+    assert resolve_preset("fast", "hybrid-int8").ov_config("GPU") == {}
+    assert "DYNAMIC_QUANTIZATION_GROUP_SIZE" not in resolve_preset("quality", "fp16").ov_config("CPU")
+    for precision in ("auto", "f32"):
+        config = RuntimeConfig(model_dir=tiny_hybrid_model[0], precision=precision, cache_dir=tmp_path)
+        ov_config = SDXLRuntime(config).pipelines.ov_config
+        assert ov_config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == str(FAST_DYNAMIC_QUANTIZATION_GROUP) == "128"
+        assert precision == "auto" or ov_config["INFERENCE_PRECISION_HINT"] == "f32"
 
 
 def test_unknown_preset(tiny_model):
