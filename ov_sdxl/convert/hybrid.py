@@ -251,7 +251,7 @@ def run(job: HybridJob) -> dict[str, Any]:
         time.monotonic() - started,
     )
     decoder = Path(job.folder) / "vae_decoder" / "openvino_model.xml"
-    if is_quantized(decoder):  # the base's, copied; or quantized by an interrupted run of this job
+    if is_quantized(decoder):  # the base's, copied (SDXL 1.0's refiner shares its VAE)
         info["vae_decoder"] = "int8 already"
     else:
         started = time.monotonic()
