@@ -286,11 +286,13 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     figures["first_image_s"] = first_s + missing
     figures["load_s"] = load_s
     figures["peak_rss_bytes"] = _peak_rss()
-    runner.last.save(Path(job["report"]).with_suffix(".png"))  # the last image, for the drift column
+    image = Path(job["report"]).with_suffix(".png")  # the last image, for the drift column (report.add_drift)
+    runner.last.save(image)
     one_shot = runner.kind == "ov-sdxl" and runner.runtime.config.one_shot
     return {
         "runtime": "one-shot" if one_shot else "long-lived",  # base+refiner: both UNets compiled, or one at a time
         "figures": figures,
+        "image": str(image),
         "unet_calls": planned,
         "unet_calls_run": measured_plan,
         "steps_run": steps,

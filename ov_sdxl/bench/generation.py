@@ -176,7 +176,7 @@ def run_bench(settings: BenchSettings, target: BenchTarget, contenders: list[Con
                 results[spec.name] = {"error": str(exc)}
             finally:
                 shutil.rmtree(compiled, ignore_errors=True)
-        add_drift(results, Path(folder))
+        add_drift(results)  # before the folder with the contenders' images goes
     log.info("bf16 matmul floor and UNet FLOPs")
     stages = {"base": target.base, **({"refiner": target.refiner} if settings.two_stage else {})}
     batch = 2 if settings.guidance > 1 else 1

@@ -31,21 +31,23 @@ QUALITY = "ov-sdxl:quality"  # the image every other one's drift is measured fro
 DRIFT = ("mad_vs_quality", "MAD vs quality", "{:.2f}")  # mean |pixel difference| in 0..255; not a ratio
 
 
-def add_drift(contenders: dict[str, Any], folder: Path) -> None:
+def add_drift(contenders: dict[str, Any]) -> None:
     """Each contender's mean absolute pixel difference from ``ov-sdxl:quality``'s last image (same seed, source
-    weights and steps), from the PNGs the contenders wrote in ``folder``; none when quality was not measured or a
-    contender ran fewer steps."""
+    weights and steps), from the PNG each contender wrote (its ``image``, taken out of the results here); none when
+    quality was not measured or a contender ran fewer steps."""
     import numpy as np
     from PIL import Image
 
-    def pixels(name: str) -> Any:
-        return np.asarray(Image.open(folder / f"{name.replace(':', '-')}.png").convert("RGB"), dtype=np.float32)
-
-    if "figures" not in contenders.get(QUALITY, {}):
+    images = {name: result.pop("image") for name, result in contenders.items() if "image" in result}
+    if QUALITY not in images:
         return
+
+    def pixels(name: str) -> Any:
+        return np.asarray(Image.open(images[name]).convert("RGB"), dtype=np.float32)
+
     reference = pixels(QUALITY)
     for name, result in contenders.items():
-        if "figures" in result and not result.get("extrapolated"):
+        if name in images and not result.get("extrapolated"):
             result["figures"][DRIFT[0]] = float(np.abs(pixels(name) - reference).mean())
 
 
