@@ -56,17 +56,20 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from ov_sdxl.cli import command_line
     from ov_sdxl.config import GenerationParams, RuntimeConfig
     from ov_sdxl.images import load_image, save_images
+    from ov_sdxl.outputs import OutputPlan
     from ov_sdxl.runtime import SDXLRuntime
 
+    plan = OutputPlan.check(args.output, args.num_images, overwrite=args.overwrite, make_dirs=args.make_dirs)
     image = load_image(args.image) if args.image is not None else None
     params = GenerationParams.from_options(args, image=image)
-    if args.output.suffix.lower() != ".png":
-        raise InputError(f"--output {args.output} must end in .png")
     runtime = SDXLRuntime(
         RuntimeConfig(
             max_pixels=args.max_pixels,
+            max_steps=args.max_steps,
+            max_images=args.max_images,
             model_dir=args.model,
             device=args.device,
             precision=args.precision,
@@ -79,9 +82,14 @@ def _generate(args: argparse.Namespace) -> int:
     )
     with _ProgressBar() as bar:
         result = runtime.generate(params, progress=bar.update)
-    paths = save_images(result.images, args.output, result.metadata())
-    for path in paths:
-        print(path)
+    alone = dict(num_images=None, output=None, overwrite=None, make_dirs=None)  # what makes image i on its own
+    metadata = [
+        {**result.metadata(i), "regenerate": command_line(args, seed=seed, **alone)}
+        for i, seed in enumerate(result.seeds)
+    ]
+    paths = save_images(result.images, plan, metadata)
+    for path, seed in zip(paths, result.seeds, strict=True):
+        print(path if len(paths) == 1 else f"{path}  (seed {seed})")
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     used = result.params  # what ran: the model's defaults where nothing was given
     reuse = f", features reused (whole UNet every {used.cache_interval} steps)" if used.cache_interval > 1 else ""
@@ -204,18 +212,21 @@ def _schedulers(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from ov_sdxl.config import GenerationParams
     from ov_sdxl.images import save_images
+    from ov_sdxl.outputs import OutputPlan
     from ov_sdxl.runtime import compare_models
 
+    plan = OutputPlan.check(args.output, overwrite=args.overwrite, make_dirs=args.make_dirs)
     params = GenerationParams.from_options(args)
+    options = ("device", "precision", "max_pixels", "max_steps", "max_images")
     grid = compare_models(
-        args.models, params, args.seeds, runtime_options={"device": args.device, "precision": args.precision}
+        args.models, params, args.seeds, runtime_options={name: getattr(args, name) for name in options}
     )
     metadata = {
         **params.to_metadata(),
         "models": " ".join(map(str, args.models)),
         "seeds": " ".join(map(str, args.seeds)),
     }
-    (path,) = save_images([grid], args.output, metadata)
+    (path,) = save_images([grid], plan, metadata)
     print(path)
     return EXIT_OK
 

@@ -145,18 +145,18 @@ class RuntimeConfig:
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def check_limits(self, width: int, height: int, steps: int, num_images: int) -> None:
-        """Refuse, before any work, a request over this runtime's caps."""
-        if width * height > self.max_pixels:
-            raise ConfigError(
-                f"{width}x{height} is {width * height} pixels, over the limit of {self.max_pixels} "
-                "(RuntimeConfig.max_pixels)"
-            )
-        if steps > self.max_steps:
-            raise ConfigError(f"steps {steps} is over the limit of {self.max_steps} (RuntimeConfig.max_steps)")
-        if num_images > self.max_images:
-            raise ConfigError(
-                f"num_images {num_images} is over the limit of {self.max_images} (RuntimeConfig.max_images)"
-            )
+        """Refuse, before any work, a request over this runtime's caps (each named as the command line and
+        Python name it)."""
+        for value, limit, what, flag in (
+            (width * height, self.max_pixels, f"{width}x{height} is {width * height} pixels", "max_pixels"),
+            (steps, self.max_steps, f"steps {steps}", "max_steps"),
+            (num_images, self.max_images, f"num_images {num_images}", "max_images"),
+        ):
+            if value > limit:
+                raise ConfigError(
+                    f"{what}, over the limit of {limit}; raise it with --{flag.replace('_', '-')} "
+                    f"(RuntimeConfig {flag}=... in Python)"
+                )
 
     def resolved_cache_dir(self) -> Path | None:
         import os

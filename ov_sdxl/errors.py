@@ -32,6 +32,10 @@ class ImageError(InputError):
     """An input image is missing, unreadable or not acceptable."""
 
 
+class OutputPathError(InputError):
+    """An output path that images cannot be written to (not .png, a missing or read-only folder)."""
+
+
 class CorruptModelError(InputError):
     """A converted model's files do not match its manifest or cannot be read (reconvert it)."""
 

@@ -2,15 +2,17 @@
 
 from ov_sdxl.images import load_image, save_images
 image = load_image("photo.jpg")                      # RGB, EXIF rotation applied, bombs refused
-paths = save_images(result.images, "out.png", result.metadata())   # out.png, or out-1.png, out-2.png...
+paths = save_images(result.images, "out.png", result.metadata())   # never replacing a file: see outputs.py
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ov_sdxl.errors import ImageError, OutputError
+from ov_sdxl.outputs import OutputPlan
 
 MAX_INPUT_PIXELS = 64 * 1024 * 1024  # refuse larger inputs from their header, before decoding
 
@@ -60,14 +62,6 @@ def load_image(path: str | Path, max_pixels: int = MAX_INPUT_PIXELS) -> Any:
         raise ImageError(f"image {path} cannot be decoded (truncated or corrupt): {exc}") from None
 
 
-def output_paths(output: str | Path, count: int) -> list[Path]:
-    """``out.png`` for one image; ``out-1.png``, ``out-2.png``... for several."""
-    output = Path(output)
-    if count == 1:
-        return [output]
-    return [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, count + 1)]
-
-
 def png_info(metadata: dict[str, str]) -> Any:
     from PIL.PngImagePlugin import PngInfo
 
@@ -82,20 +76,35 @@ def png_info(metadata: dict[str, str]) -> Any:
     return info
 
 
-def save_images(images: list[Any], output: str | Path, metadata: dict[str, str]) -> list[Path]:
-    """Write PNGs with the generation parameters as text chunks; each file appears whole (temp file + rename)."""
+def save_images(
+    images: list[Any],
+    output: str | Path | OutputPlan,
+    metadata: dict[str, str] | Sequence[dict[str, str]],
+    *,
+    overwrite: bool = False,
+    make_dirs: bool = True,
+) -> list[Path]:
+    """Write PNGs with the generation parameters as text chunks (one dict for all, or one per image), named as
+    outputs.py says (never replacing a file unless ``overwrite``); each file appears whole (temp file + rename)."""
     import os
 
-    paths = output_paths(output, len(images))
-    for image, path in zip(images, paths, strict=True):
-        if path.suffix.lower() != ".png":
-            raise ImageError(f"output {path} must end in .png (the parameters are stored as PNG text)")
-        path.parent.mkdir(parents=True, exist_ok=True)
+    plan = (
+        output
+        if isinstance(output, OutputPlan)
+        else OutputPlan.check(output, len(images), overwrite=overwrite, make_dirs=make_dirs)
+    )
+    per_image = [metadata] * len(images) if isinstance(metadata, dict) else list(metadata)
+    paths: list[Path] = []
+    for image, info in zip(images, per_image, strict=True):
+        path = plan.claim(after=paths[-1] if paths else None)
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            image.save(tmp, format="PNG", pnginfo=png_info(metadata))
+            image.save(tmp, format="PNG", pnginfo=png_info(info))
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
+            if not plan.overwrite:
+                path.unlink(missing_ok=True)  # the empty file that reserved the name
             raise OutputError(f"cannot write {path}: {exc}") from exc
+        paths.append(path)
     return paths

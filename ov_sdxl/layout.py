@@ -118,6 +118,8 @@ class ModelLayout:
     @classmethod
     def open(cls, root: str | Path) -> ModelLayout:
         root = Path(root)
+        if root.is_file():
+            raise ModelNotFoundError(f"{root} is a file, not a model folder; give the folder convert made")
         if not root.is_dir():
             raise ModelNotFoundError(f"model folder {root} does not exist; {CONVERT_HINT}")
         manifest = read_manifest(root)

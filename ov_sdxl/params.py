@@ -20,6 +20,14 @@ from ov_sdxl.errors import ConfigError
 from ov_sdxl.schedulers import check_scheduler_name
 
 MAX_SEED = 2**64 - 1
+
+
+def image_seeds(seed: int, count: int) -> list[int]:
+    """The seed of each image of a batch: ``seed``, ``seed + 1``... (as AUTOMATIC1111 numbers them), so that image i
+    of a batch is the image ``num_images=1, seed=image_seeds(seed, n)[i]`` makes alone."""
+    return [(seed + i) % (MAX_SEED + 1) for i in range(count)]
+
+
 DEFAULT_STEPS = 30
 DEFAULT_GUIDANCE = 5.0
 DEFAULT_HIGH_NOISE_FRAC = 0.8
@@ -77,7 +85,8 @@ class GenerationParams:
     ``steps``, ``guidance`` and ``scheduler`` None mean the model's own: 30 steps, guidance 5.0 and its scheduler
     for SDXL, or what a few-step model is made for (see model_info.py); the runtime fills them in with
     ``with_defaults`` and the result records what ran. ``strength`` None means the mode's default (img2img 0.6,
-    refine 0.3); ``seed`` None means a fresh one (returned in the result).
+    refine 0.3); ``seed`` None means a fresh one (returned in the result). Image i of a batch has its own seed,
+    ``seed + i`` (``image_seeds``): alone, with that seed, it comes out the same.
     """
 
     prompt: str

@@ -52,3 +52,15 @@ def make_scheduler(name: str | None, original: Any) -> Any:
         return original.__class__.from_config(original.config)
     class_name, settings = SCHEDULERS[name]
     return getattr(diffusers, class_name).from_config(original.config, **settings)
+
+
+def scheduler_name(scheduler: Any) -> str:
+    """The ov-sdxl name of a diffusers scheduler (the one whose class and settings it has, the most specific
+    first), or its class name when no name fits: what PNG metadata records for "the model's own"."""
+    class_name, config = type(scheduler).__name__, scheduler.config
+    fitting = [
+        (len(settings), name)
+        for name, (cls, settings) in SCHEDULERS.items()
+        if cls == class_name and all(config.get(key) == value for key, value in settings.items())
+    ]
+    return max(fitting)[1] if fitting else class_name

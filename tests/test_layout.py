@@ -2,8 +2,8 @@
 
 Layers (docs/architecture.md): the core (``ov_sdxl/*.py``) imports only the core; the product wings ``convert``
 and ``runtime`` import the core only; ``testing`` adds ``convert``; the front ends ``demo``, ``bench``,
-``tutorial`` and the command (``cli``, ``commands``, the package ``__init__``) sit on top. Outside a wing, only the
-wing's package is imported (its ``__init__`` re-exports the public names), never one of its modules.
+``tutorial`` and the command (``cli``, ``parsers``, ``commands``, the package ``__init__``) sit on top. Outside a
+wing, only the wing's package is imported (its ``__init__`` re-exports the public names), never one of its modules.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ov_sdxl"
 WINGS = ("convert", "runtime", "demo", "bench", "testing", "tutorial")
-TOP = {"ov_sdxl", "ov_sdxl.cli", "ov_sdxl.commands"}
+TOP = {"ov_sdxl", "ov_sdxl.cli", "ov_sdxl.parsers", "ov_sdxl.commands"}
 ALLOWED = {  # layer -> the layers it may import (its own included)
     "core": {"core"},
     "convert": {"core", "convert"},

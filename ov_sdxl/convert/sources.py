@@ -122,9 +122,22 @@ def _hub_snapshot(repo_id: str, stage: str, weights: WeightFormat) -> Path:
                 f"--{stage} {repo_id}: the hub is offline (HF_HUB_OFFLINE=1) and this model is not in the local "
                 "Hugging Face cache; download it first or pass a local diffusers folder"
             ) from None
-        raise ModelNotFoundError(f"--{stage} {repo_id}: cannot download it from the hub ({exc})") from exc
+        raise ModelNotFoundError(f"--{stage} {repo_id}: {_hub_problem(exc)}") from exc
     _check_folder(folder, stage)
     return folder
+
+
+def _hub_problem(exc: Exception) -> str:
+    """What went wrong with a hub download, in one line of ours (the library's sentences span several)."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if isinstance(exc, GatedRepoError):
+        return "the model is gated: accept its license on huggingface.co, then log in with `hf auth login`"
+    if isinstance(exc, RepositoryNotFoundError):
+        return "no such model on the hub (or it is private: log in with `hf auth login`); check the id"
+    if isinstance(exc, LocalEntryNotFoundError):
+        return "cannot reach the Hugging Face hub (no network?); pass a local diffusers folder or .safetensors file"
+    return f"cannot download it from the hub ({type(exc).__name__}); pass a local diffusers folder or file instead"
 
 
 # -- sizes and the resource check ----------------------------------------------------------------------------------

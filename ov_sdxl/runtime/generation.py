@@ -2,6 +2,7 @@
 
     result = runtime.text2img("a lighthouse")        # a GenerationResult
     result.images, result.seed, result.timings, result.metadata()   # metadata: what reproduces the images
+    result.seeds[1], result.metadata(1)              # image 1's own seed, and what reproduces it alone
 
 ``Run`` and ``Steps`` are the runtime's own: ``Steps`` turns diffusers' ``callback_on_step_end`` into
 ``progress(stage, step, total)`` reports and ``preview(stage, step, images)`` calls (previews.py) every
@@ -17,6 +18,7 @@ from typing import Any
 
 from ov_sdxl.config import GenerationParams
 from ov_sdxl.errors import ConfigError, GenerationCancelled
+from ov_sdxl.params import image_seeds
 
 Progress = Callable[[str, int, int], None]
 Preview = Callable[[str, int, list[Any]], None]  # stage, step, one small PIL image per image of the batch
@@ -34,34 +36,46 @@ class GenerationResult:
     base_images: list[Any] = field(default_factory=list)  # base+refiner with keep_base_images: the base's own
     notes: list[str] = field(default_factory=list)  # what the user should know (a VAE re-run in f32)
     extra: dict[str, str] = field(default_factory=dict)  # runtime settings that shaped the images (embeddings...)
+    scheduler: str = ""  # the scheduler that ran, by its ov-sdxl name (or diffusers class when it has none)
 
-    def metadata(self) -> dict[str, str]:
-        """Everything needed to reproduce the images, as text (PNG metadata, display)."""
-        scheduler = self.params.scheduler or "model default"
-        return {
+    @property
+    def seeds(self) -> list[int]:
+        """Each image's own seed: image i is what ``num_images=1, seed=seeds[i]`` makes alone."""
+        return image_seeds(self.seed, self.params.num_images)
+
+    def metadata(self, index: int | None = None) -> dict[str, str]:
+        """Everything needed to reproduce the images, as text (PNG metadata, display); with ``index``, image
+        ``index`` of the batch on its own: its seed, and where it sits in the batch."""
+        out = {
             **self.params.to_metadata(),
-            "scheduler": scheduler,
+            "scheduler": self.scheduler or self.params.scheduler or "the model's own",
             "seed": str(self.seed),
             "width": str(self.width),
             "height": str(self.height),
             "model": self.model,
             **self.extra,
         }
+        if index is not None and self.params.num_images > 1:
+            out["seed"] = str(self.seeds[index])
+            count = self.params.num_images
+            out["batch"] = f"image {index + 1} of {count}, batch seed {self.seed}; alone: seed {self.seeds[index]}"
+        return out
 
 
 @dataclass
 class Run:
-    """One request in flight: what was asked, the resolved size and generator, and what it produced."""
+    """One request in flight: what was asked, the resolved size and generators (one per image), what it produced."""
 
     params: GenerationParams
     width: int
     height: int
-    generator: Any
+    generators: list[Any]  # one torch.Generator per image, seeded with its own seed
     steps: Steps
     timings: dict[str, float] = field(default_factory=dict)
     base_images: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     chunks: int | None = None  # 77-token windows when the prompts are weighted or long (see weighting.py)
+    scheduler: str = ""  # the first stage's scheduler, named (schedulers.scheduler_name)
 
 
 class Steps:

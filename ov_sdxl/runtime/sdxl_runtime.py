@@ -29,6 +29,7 @@ from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationParams, Mo
 from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, ModelNotFoundError
 from ov_sdxl.layout import ModelLayout
 from ov_sdxl.model_info import ModelInfo
+from ov_sdxl.params import image_seeds
 from ov_sdxl.runtime.decode import decode_latents
 from ov_sdxl.runtime.embeddings import Embedding, EmbeddingSet, EmbeddingSpec
 from ov_sdxl.runtime.feature_cache import FeatureCache
@@ -37,7 +38,7 @@ from ov_sdxl.runtime.pipelines import PipelineSet, check_device
 from ov_sdxl.runtime.presets import GUIDED_TENSORS, resolve_preset, uses_guidance
 from ov_sdxl.runtime.watermark import WATERMARK_METADATA, Watermarker
 from ov_sdxl.runtime.weighting import CHUNK, chunk_count, encode, needs_embeddings
-from ov_sdxl.schedulers import make_scheduler
+from ov_sdxl.schedulers import make_scheduler, scheduler_name
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +174,9 @@ class SDXLRuntime:
         if self._watermarker is not None:
             self._watermarker.check_size(width, height)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
-        generator = torch.Generator("cpu").manual_seed(seed)
+        generators = [torch.Generator("cpu").manual_seed(s) for s in image_seeds(seed, params.num_images)]
         steps = Steps(progress, cancel, preview, preview_every)
-        run = Run(self._embeddings.canonical_params(params), width, height, generator, steps)
+        run = Run(self._embeddings.canonical_params(params), width, height, generators, steps)
         run.notes.extend(notes)
         for note in self._embeddings.notes(params):
             log.warning("%s", note)
@@ -200,6 +201,7 @@ class SDXLRuntime:
             model=str(self.layout.root),
             base_images=run.base_images,
             notes=run.notes,
+            scheduler=run.scheduler,
             extra={
                 **self.preset.metadata(),
                 **self._embeddings.metadata(),
@@ -213,7 +215,7 @@ class SDXLRuntime:
             if width % 8 or height % 8 or min(width, height) < 64:
                 raise ConfigError(
                     f"input image is {width}x{height}; its sides must be multiples of 8 and at least 64 "
-                    "(give a width and height to resize it explicitly)"
+                    "(give a size to resize it to: --width and --height, or width= and height= in Python)"
                 )
             return width, height
         native_w, native_h = self.native_size
@@ -231,6 +233,7 @@ class SDXLRuntime:
         pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, cfg, tokens, window)
         original = self._schedulers.setdefault(id(pipe), self._own_scheduler(name, pipe.scheduler))
         pipe.scheduler = make_scheduler(params.scheduler, original)
+        run.scheduler = run.scheduler or params.scheduler or scheduler_name(pipe.scheduler)
         return pipe
 
     def _own_scheduler(self, name: str, scheduler: Any) -> Any:
@@ -270,7 +273,7 @@ class SDXLRuntime:
                     num_inference_steps=params.steps,
                     guidance_scale=guidance,
                     num_images_per_prompt=params.num_images,
-                    generator=run.generator,
+                    generator=run.generators,
                     callback_on_step_end=callback,
                     **kwargs,
                 )

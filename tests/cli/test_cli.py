@@ -1,11 +1,10 @@
 """The command line end to end on the tiny model: outputs, metadata, and every error's exit code and message."""
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import mean_abs_diff
 from PIL import Image
 
 from ov_sdxl.cli import main
@@ -53,7 +52,7 @@ def test_generate_base_refiner_writes_exactly_the_output(tiny_model, tmp_path, c
     assert meta["prompt"] == "a lighthouse at dusk" and meta["negative_prompt"] == "blurry"
     assert (meta["seed"], meta["steps"], meta["guidance"], meta["mode"]) == ("42", "5", "5.0", "base+refiner")
     assert (meta["width"], meta["height"], meta["high_noise_frac"]) == ("128", "96", "0.8")
-    assert meta["scheduler"] == "model default" and meta["model"] == str(tiny_model)
+    assert meta["scheduler"] == "euler" and meta["model"] == str(tiny_model)  # the model's own, named
     assert "refiner" in err  # the progress bar names each stage
 
 
@@ -112,6 +111,9 @@ INPUT_ERRORS = [
     (["--model", "{no-refiner}"], "refiner is missing; reconvert with --overwrite"),
     (["--model", "{bad-ir}"], "openvino_model.bin is 10 bytes, the manifest says"),
     (["--output", "{tmp}/out.jpg"], "out.jpg must end in .png"),
+    (["--model", "{image}"], "in.png is a file, not a model folder"),
+    (["--mode", "img2img", "--image", "{odd}"], "give a size to resize it to: --width and --height"),
+    (["--steps", "201"], "steps 201, over the limit of 200; raise it with --max-steps"),
 ]
 
 
@@ -120,9 +122,13 @@ def test_input_errors_exit_2_with_one_error_line(tiny_model, broken_models, tmp_
     image = tmp_path / "in.png"
     Image.new("RGB", (64, 64)).save(image)
     (tmp_path / "notes.txt").write_text("hello")
-    values = {"image": image, "tmp": tmp_path, "text": tmp_path / "notes.txt", **broken_models}
+    Image.new("RGB", (100, 100)).save(tmp_path / "odd.png")
+    values = {"image": image, "odd": tmp_path / "odd.png", "tmp": tmp_path, "text": tmp_path / "notes.txt"}
+    values.update(broken_models)
     extra = [e.format(**{k: str(v) for k, v in values.items()}) for e in extra]
     argv = generate_args(tiny_model, tmp_path / "out.png")
+    if str(values["odd"]) in extra:  # the input image's own size, 100x100
+        argv = argv[: argv.index("--width")] + argv[argv.index("--height") + 2 :]
     if "--model" in extra:  # replace the default model
         i = argv.index("--model")
         del argv[i : i + 2]
@@ -133,30 +139,57 @@ def test_input_errors_exit_2_with_one_error_line(tiny_model, broken_models, tmp_
     assert "Traceback" not in err and not (tmp_path / "out.png").exists()
 
 
-def test_failure_exits_1(tiny_model, tmp_path, capsys):
-    (tmp_path / "out.png").mkdir()  # the output path is taken by a folder: writing fails
+def test_failure_exits_1(tiny_model, tmp_path, capsys, monkeypatch):
+    """A disk that fills up while the PNG is written: a failure (exit 1), one line, no partial file left."""
+    import os
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
     code, out, err = run(capsys, *generate_args(tiny_model, tmp_path / "out.png", "--steps", "2"))
     assert code == 1 and err.splitlines()[-1].startswith("error: cannot write"), err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
 
 
-def test_convert_errors_and_entry_points(tmp_path):
-    """`python convert.py` and the `ov-sdxl` console script are the same command."""
-    script = subprocess.run(
-        [sys.executable, str(ROOT / "convert.py"), "--base", str(tmp_path / "nope"), "--output", str(tmp_path / "m")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert script.returncode == 2
-    assert script.stderr.strip().splitlines()[-1].startswith("error: --base ") and "neither an existing folder" in (
-        script.stderr
-    )
-    console = shutil.which("ov-sdxl", path=str(Path(sys.executable).parent))
-    listed = subprocess.run([console, "schedulers"], capture_output=True, text=True)
-    assert listed.returncode == 0 and "dpm++2m-karras" in listed.stdout
-    missing = subprocess.run([console, "convert", "--output", str(tmp_path / "m")], capture_output=True, text=True)
-    assert missing.returncode == 2 and missing.stderr.startswith("error: ov-sdxl convert: the following arguments")
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("{tmp}/fox.png/x.png", "fox.png is a file, not a folder"),
+        ("/proc/x.png", "output /proc/x.png: cannot write in folder /proc"),
+        ("{tmp}/nonexistent/dir/x.png", "folder {tmp}/nonexistent/dir does not exist; create it, or add --make-dirs"),
+    ],
+)
+def test_the_output_is_checked_before_any_model_loads(tmp_path, capsys, output, message):
+    """A model folder that could not load: the output's error comes first, so nothing was loaded or generated."""
+    (tmp_path / "fox.png").write_bytes(b"an image")
+    output, message = output.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    code, out, err = run(capsys, *generate_args(tmp_path / "no-model", output))
+    assert code == 2 and err.startswith(f"error: output {output}") and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fox.png"]
+
+
+def test_existing_images_are_kept_and_batches_reproduce_image_by_image(tiny_model, tmp_path, capsys):
+    import shlex
+
+    args = generate_args(tiny_model, tmp_path / "new" / "out.png", "--steps", "3", "--seed", "5", "--make-dirs")
+    for _ in range(2):
+        code, out, err = run(capsys, *args)
+        assert code == 0, err
+    assert out.splitlines()[0] == str(tmp_path / "new" / "out-2.png")  # the first is kept, the path printed
+    code, out, err = run(capsys, *args, "--overwrite")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "new").iterdir()) == ["out-2.png", "out.png"]
+
+    code, out, err = run(capsys, *generate_args(tiny_model, tmp_path / "b.png", "--num-images", "2", "--seed", "9"))
+    assert code == 0, err
+    assert out.splitlines()[:2] == [f"{tmp_path / 'b-1.png'}  (seed 9)", f"{tmp_path / 'b-2.png'}  (seed 10)"]
+    second = Image.open(tmp_path / "b-2.png").text
+    assert second["seed"] == "10" and second["batch"] == "image 2 of 2, batch seed 9; alone: seed 10"
+    command = shlex.split(second["regenerate"])
+    assert command[:2] == ["ov-sdxl", "generate"] and "--num-images" not in command and "--output" not in command
+    code, out, err = run(capsys, *command[1:], "--output", tmp_path / "alone.png")
+    assert code == 0, err
+    assert mean_abs_diff(Image.open(tmp_path / "alone.png"), Image.open(tmp_path / "b-2.png")) < 0.5
 
 
 def test_verify(tiny_model, broken_models, capsys):

@@ -210,6 +210,18 @@ def test_source_checks(tiny_sources, tmp_path):
     assert not out.exists()
 
 
+def test_a_hub_failure_is_one_line_of_ours(tmp_path, monkeypatch):
+    """Online (HF_HUB_OFFLINE unset) an id that is not on the hub, or a hub out of reach, is one line."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ModelNotFoundError) as error:
+        convert_models(ConvertConfig(base="ov-sdxl-tests/no-such-model", output=tmp_path / "out"))
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("--base ov-sdxl-tests/no-such-model: "), message
+    assert "no such model on the hub" in message or "cannot reach the Hugging Face hub (no network?)" in message
+
+
 def test_pickled_weights_are_refused(tiny_sources, tmp_path):
     source = tmp_path / "pickled"
     shutil.copytree(tiny_sources[0], source)

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from ov_sdxl import ImageError
-from ov_sdxl.images import load_image, output_paths, save_images, to_rgb
+from ov_sdxl.images import load_image, save_images, to_rgb
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "I;16", "CMYK", "1"])
@@ -58,10 +58,11 @@ def test_exif_rotation_is_applied(tmp_path):
 def test_png_metadata_and_numbering(tmp_path):
     images = [Image.new("RGB", (8, 8)) for _ in range(2)]
     paths = save_images(images, tmp_path / "out.png", {"prompt": "a cat", "seed": "7"})
-    assert paths == output_paths(tmp_path / "out.png", 2) == [tmp_path / "out-1.png", tmp_path / "out-2.png"]
+    assert paths == [tmp_path / "out-1.png", tmp_path / "out-2.png"]
     text = Image.open(paths[1]).text
     assert text["prompt"] == "a cat" and text["seed"] == "7" and text["parameters"].startswith("a cat\n")
-    assert output_paths(tmp_path / "x.png", 1) == [tmp_path / "x.png"]
+    per_image = save_images(images, tmp_path / "each.png", [{"seed": "7"}, {"seed": "8"}])
+    assert [Image.open(p).text["seed"] for p in per_image] == ["7", "8"]
 
 
 def test_disk_full_while_saving_leaves_no_file(tmp_path):

@@ -91,7 +91,8 @@ def test_scheduler_names_are_diffusers_classes():
 
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
 def test_named_scheduler_and_batch_match_diffusers(runtime, torch_pipes, scheduler):
-    """Each name gives diffusers' scheduler of that name, built from the model's config, on two images."""
+    """Each name gives diffusers' scheduler of that name, built from the model's config, on two images (each with
+    its own generator, seeded seed and seed + 1)."""
     import diffusers
 
     ours = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, num_images=2, scheduler=scheduler, **SIZE)
@@ -100,7 +101,8 @@ def test_named_scheduler_and_batch_match_diffusers(runtime, torch_pipes, schedul
     class_name, settings = SCHEDULERS[scheduler]
     pipe.scheduler = getattr(diffusers, class_name).from_config(original.config, **settings)
     try:
-        theirs = pipe(PROMPT, num_inference_steps=STEPS, num_images_per_prompt=2, generator=generator(), **SIZE)
+        generators = [generator(SEED), generator(SEED + 1)]
+        theirs = pipe(PROMPT, num_inference_steps=STEPS, num_images_per_prompt=2, generator=generators, **SIZE)
     finally:
         pipe.scheduler = original
     assert len(ours.images) == 2
@@ -122,6 +124,27 @@ def test_seeds(runtime):
     assert mean_abs_diff(first, other) > 5
     drawn = runtime.text2img(PROMPT, steps=2, **SIZE)
     assert 0 <= drawn.seed < 2**64 and drawn.metadata()["seed"] == str(drawn.seed)
+
+
+@pytest.mark.parametrize("mode", ["text2img", "img2img", "base+refiner"])
+def test_each_image_of_a_batch_is_reproduced_alone(runtime, start_image, mode):
+    """Image i of a batch comes out the same from its own recorded seed with num_images=1 (the batch shapes the
+    UNet differently, so equal within float rounding), and its metadata says how."""
+    from ov_sdxl import GenerationParams
+
+    image = {"image": start_image, "width": 128, "height": 96} if mode == "img2img" else SIZE
+    batch = runtime.generate(GenerationParams(PROMPT, mode=mode, steps=4, seed=2**64 - 1, num_images=3, **image))
+    assert batch.seeds == [2**64 - 1, 0, 1]
+    second = batch.metadata(1)
+    assert second["seed"] == "0" and second["batch"] == f"image 2 of 3, batch seed {2**64 - 1}; alone: seed 0"
+    alone = runtime.generate(GenerationParams(PROMPT, mode=mode, steps=4, seed=int(second["seed"]), **image))
+    assert mean_abs_diff(alone.images[0], batch.images[1]) < 0.5
+    assert mean_abs_diff(batch.images[0], batch.images[1]) > 5  # each image its own noise
+    assert "batch" not in alone.metadata(0)
+
+
+def test_the_models_own_scheduler_is_named(runtime):
+    assert runtime.text2img(PROMPT, steps=2, **SIZE).metadata()["scheduler"] == "euler"
 
 
 def test_static_shapes_follow_each_request(runtime, caplog):
@@ -230,11 +253,11 @@ def test_two_stage_can_keep_the_base_images(runtime, torch_pipes):
 
 def test_limits_refuse_before_any_work(tiny_model, ov_cache):
     small = SDXLRuntime.from_dir(tiny_model, cache_dir=ov_cache, max_pixels=128 * 128, max_steps=10, max_images=2)
-    with pytest.raises(ConfigError, match="136x128 is 17408 pixels, over the limit of 16384"):
+    with pytest.raises(ConfigError, match="136x128 is 17408 pixels, over the limit of 16384; raise it with --max-pix"):
         small.text2img(PROMPT, width=136, height=128)
-    with pytest.raises(ConfigError, match="steps 11 is over the limit of 10"):
+    with pytest.raises(ConfigError, match="steps 11, over the limit of 10; raise it with --max-steps"):
         small.text2img(PROMPT, steps=11, width=64, height=64)
-    with pytest.raises(ConfigError, match="num_images 3 is over the limit of 2"):
+    with pytest.raises(ConfigError, match=r"num_images 3, over the limit of 2; raise it with --max-images \(RuntimeConfig max_images="):
         small.text2img(PROMPT, steps=2, num_images=3, width=64, height=64)
     with pytest.raises(ConfigError, match="2048x2048 is 4194304 pixels"):
         small.text2img(PROMPT, steps=2, width=2048, height=2048)

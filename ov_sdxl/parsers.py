@@ -1,0 +1,329 @@
+"""The options of every ``ov-sdxl`` subcommand, each with its help and default (``cli.py`` parses with them).
+
+    from ov_sdxl.parsers import add_subcommands
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+
+Every option has a help text that says its default (``tests/cli/test_help.py`` walks them all); the choices of an
+option come from its enum.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+
+
+def _values(enum: type[Enum], *, leave_out: Sequence[Enum] = ()) -> list[str]:
+    """The choices of an option, from its enum: the one place that lists them."""
+    return [member.value for member in enum if member not in leave_out]
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.formats import WeightFormat
+
+    p = sub.add_parser("convert", help="export SDXL base (+ refiner) to OpenVINO IR")
+    p.add_argument("--base", required=True, help="SDXL base: hub id, diffusers folder or single .safetensors file")
+    p.add_argument("--refiner", help="SDXL refiner: hub id, diffusers folder or single .safetensors file")
+    p.add_argument("--output", required=True, type=Path, help="model folder to create")
+    p.add_argument(
+        "--weights",
+        default="fp16",
+        choices=_values(WeightFormat),
+        help="default: fp16; hybrid-int8: int8 weights, and int8 activations in the UNet (calibrated offline)",
+    )
+    p.add_argument(
+        "--calibration-prompts",
+        type=Path,
+        metavar="FILE",
+        help="hybrid-int8: the prompts to calibrate the UNet on, one per line (default: the ones shipped)",
+    )
+    p.add_argument(
+        "--calibration-samples",
+        type=int,
+        metavar="N",
+        help="hybrid-int8: UNet calls to calibrate each UNet on (default 32; fewer converts faster, less exactly)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="FILE[:SCALE]",
+        help="fuse an SDXL LoRA (diffusers/PEFT or kohya .safetensors) into the base; repeatable; scale default 1",
+    )
+    p.add_argument("--allow-pickle", action="store_true", help="accept a .ckpt single file (unpickling can run code)")
+    p.add_argument(
+        "--single-file-config",
+        type=Path,
+        metavar="DIR",
+        help="a diffusers folder whose configs describe a single-file checkpoint (default: SDXL 1.0's, shipped)",
+    )
+    p.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="the most memory conversion may use, e.g. 8GB; refused at once if it needs more, stopped if it does",
+    )
+    p.add_argument(
+        "--few-step",
+        metavar="KIND[:STEPS]",
+        help="a few-step model: turbo (SDXL-Turbo), lightning:N (SDXL-Lightning's N-step UNet: 1, 2, 4 or 8) or "
+        "lcm (LCM-SDXL, LCM-LoRA); recorded with its scheduler, steps and guidance, the defaults of generate",
+    )
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_HIGH_NOISE_FRAC, DEFAULT_STEPS, Mode, Precision
+
+    p = sub.add_parser("generate", help="generate images with a converted model")
+    p.add_argument("--model", required=True, type=Path, help="converted model folder (see convert, tiny)")
+    p.add_argument("--prompt", required=True, help="what to draw; (word:1.2) weights a word, as in AUTOMATIC1111")
+    p.add_argument("--prompt-2", help="prompt for the second text encoder (default: --prompt)")
+    p.add_argument("--negative-prompt", help="what to keep out of the image (default: nothing)")
+    p.add_argument(
+        "--negative-prompt-2", help="negative prompt for the second text encoder (default: --negative-prompt)"
+    )
+    p.add_argument(
+        "--mode",
+        default=Mode.TEXT2IMG.value,
+        choices=_values(Mode),
+        help="text2img (default), img2img (--image), base+refiner (the base, then the refiner finishes), refine",
+    )
+    p.add_argument("--image", type=Path, help="input image for img2img and refine")
+    p.add_argument("--strength", type=float, help="img2img/refine noise strength in (0, 1]; default 0.6 / 0.3")
+    p.add_argument(
+        "--high-noise-frac",
+        type=float,
+        default=DEFAULT_HIGH_NOISE_FRAC,
+        help=f"base+refiner hand-off fraction in (0, 1); default {DEFAULT_HIGH_NOISE_FRAC}",
+    )
+    own = "default: the model's own ({} for SDXL, {} for SDXL-Turbo...; see convert --few-step)"
+    p.add_argument("--steps", type=int, help=own.format(DEFAULT_STEPS, 4))
+    p.add_argument("--guidance", type=float, help=own.format(DEFAULT_GUIDANCE, 0))
+    p.add_argument("--width", type=int, help="default: the model's native size (1024 for SDXL), or --image's")
+    p.add_argument("--height", type=int, help="default: the model's native size (1024 for SDXL), or --image's")
+    p.add_argument("--seed", type=int, help="default: a random seed, printed; image i of a batch gets seed + i")
+    p.add_argument(
+        "--num-images",
+        type=int,
+        default=1,
+        help="images in one batch, default 1; each PNG records its own seed and the command that makes it alone",
+    )
+    p.add_argument("--scheduler", help="default: the model's own; see `ov-sdxl schedulers`")
+    p.add_argument("--device", default="CPU", help="CPU (default), GPU, GPU.1, AUTO...; see `ov-sdxl devices`")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=_values(Precision),
+        help="OpenVINO inference precision; default auto, the device's own",
+    )
+    _add_feature_reuse(p)
+    p.add_argument("--dynamic-shapes", action="store_true", help="skip static reshaping (no recompile per size)")
+    _add_limits(p)
+    _add_output(p, "out.png")
+    _add_runtime_options(p)
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """The runtime's caps (RuntimeConfig's max_*), which refuse a request before any work."""
+    p.add_argument("--max-pixels", type=int, default=2048 * 2048, help="refuse larger images; default 2048x2048")
+    p.add_argument("--max-steps", type=int, default=200, help="refuse more steps (a typo can cost hours); default 200")
+    p.add_argument("--max-images", type=int, default=8, help="refuse a larger --num-images; default 8")
+
+
+def _add_output(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path(default),
+        help=f"PNG path, default {default} in the current folder; an existing file is kept and the new one numbered "
+        f"({Path(default).stem}-2.png...), as are the images of a batch; the path is printed",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file at --output instead")
+    p.add_argument("--make-dirs", action="store_true", help="create --output's folder if it does not exist")
+
+
+def _add_feature_reuse(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-interval",
+        type=int,
+        metavar="N",
+        help="feature reuse (DeepCache): the whole UNet every N steps, only its outermost layers between; "
+        "1: off, the exact path; default: the preset's (fast: 3, quality and balanced: 1)",
+    )
+    p.add_argument(
+        "--cache-branch",
+        type=int,
+        metavar="K",
+        help="with --cache-interval: how deep a reused step goes (DeepCache's branch; default 0, the shallowest)",
+    )
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """Runtime options of generate and demo: the preset, textual-inversion embeddings, the invisible watermark."""
+    from ov_sdxl.formats import Preset
+
+    p.add_argument(
+        "--preset",
+        choices=_values(Preset),
+        help="quality (fp16 weights), balanced (int8) or fast (hybrid-int8, guidance in the early steps only); "
+        "each runs the weights of its conversion (convert --weights); default: the model's own",
+    )
+    p.add_argument(
+        "--embedding",
+        action="append",
+        default=[],
+        metavar="FILE[:TOKEN]",
+        help="an SDXL textual-inversion .safetensors (clip_l + clip_g); its token, default <file stem>, then works "
+        "in the prompts; repeatable",
+    )
+    p.add_argument(
+        "--watermark",
+        action="store_true",
+        help="mark every image with SDXL's invisible watermark (needs: pip install 'ov-sdxl[watermark]')",
+    )
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.config import Mode, Precision
+
+    p = sub.add_parser("compare", help="one labelled grid: the same prompt and seeds on several models")
+    p.add_argument("--models", required=True, nargs="+", type=Path, help="converted model folders (columns)")
+    p.add_argument("--seeds", required=True, nargs="+", type=int, help="one row per seed")
+    p.add_argument("--prompt", required=True, help="the one prompt of every cell")
+    p.add_argument("--negative-prompt", help="what to keep out of the images (default: nothing)")
+    p.add_argument(
+        "--mode",
+        default=Mode.TEXT2IMG.value,
+        choices=_values(Mode, leave_out=(Mode.IMG2IMG, Mode.REFINE)),
+        help="text2img (default) or base+refiner",
+    )
+    p.add_argument("--steps", type=int, help="default: each model's own (30 for SDXL, 4 for SDXL-Turbo...)")
+    p.add_argument("--guidance", type=float, help="default: each model's own (5.0 for SDXL, 0 for Turbo...)")
+    p.add_argument("--width", type=int, help="default: the first model's native size")
+    p.add_argument("--height", type=int, help="default: the first model's native size")
+    p.add_argument("--scheduler", help="default: each model's own")
+    _add_feature_reuse(p)
+    p.add_argument("--device", default="CPU", help="CPU (default), GPU, GPU.1, AUTO...; see `ov-sdxl devices`")
+    p.add_argument(
+        "--precision",
+        default=Precision.AUTO.value,
+        choices=_values(Precision),
+        help="OpenVINO inference precision; default auto, the device's own",
+    )
+    _add_limits(p)
+    _add_output(p, "grid.png")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the Gradio demo in the browser (and its API)")
+    p.add_argument("--model", type=Path, help="converted model folder; default: the tiny offline model (noise)")
+    p.add_argument("--device", default="CPU", help="CPU (default), GPU, GPU.1, AUTO...; see `ov-sdxl devices`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; default 127.0.0.1 (this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="default 7860")
+    p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link")
+    p.add_argument(
+        "--max-queue", type=int, default=16, help="requests that may wait, default 16; more are told to retry later"
+    )
+    _add_runtime_options(p)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from ov_sdxl.bench import CONTENDERS, DEFAULT_CACHE, DEFAULT_SYNTHETIC, MODES, QUICK_STEPS, STEPS, TORCH_STEPS
+    from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC
+
+    p = sub.add_parser("bench", help="measure generation speed and memory against diffusers and optimum-intel")
+    p.add_argument("--mode", default="text2img", choices=MODES, help="what to time; default text2img")
+    p.add_argument("--width", type=int, help="default: the model's native size (1024 for SDXL); --quick: 512")
+    p.add_argument("--height", type=int, help="default: the model's native size (1024 for SDXL); --quick: 512")
+    p.add_argument("--steps", type=int, help=f"default {STEPS}; --quick: {QUICK_STEPS}")
+    p.add_argument(
+        "--torch-steps",
+        type=int,
+        help=f"diffusers PyTorch runs at most this many steps, extrapolated to --steps (default {TORCH_STEPS})",
+    )
+    p.add_argument(
+        "--high-noise-frac",
+        type=float,
+        default=DEFAULT_HIGH_NOISE_FRAC,
+        help=f"base+refiner hand-off; default {DEFAULT_HIGH_NOISE_FRAC}",
+    )
+    p.add_argument("--quick", action="store_true", help="512x512 and a few steps")
+    p.add_argument(
+        "--cache-interval",
+        type=int,
+        metavar="N",
+        help="ov-sdxl's feature reuse for every ov-sdxl contender (1: off); default: each preset's own (fast: 3)",
+    )
+    p.add_argument("--contenders", nargs="+", metavar="NAME", help=f"default: all of {', '.join(CONTENDERS)}")
+    p.add_argument("--model", type=Path, help="a converted model to measure (default: the synthetic full-size SDXL)")
+    p.add_argument(
+        "--torch-source",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="with --model: the diffusers folders (base [refiner]) it came from, for the PyTorch contenders",
+    )
+    p.add_argument("--tiny", action="store_true", help="the tiny random model instead (checks the harness quickly)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="where the synthetic model's conversions are kept; default ~/.cache/ov-sdxl/bench",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=Path,
+        default=DEFAULT_SYNTHETIC,
+        help="the synthetic SDXL's sources; default ~/.cache/ov-sdxl/synthetic",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the seed of every contender's image; default 0")
+    p.add_argument("--repeat", type=int, default=1, help="warm images measured per contender (median); default 1")
+    p.add_argument("--json", type=Path, help="also write every figure, the machine and the settings as JSON")
+    p.add_argument("--chart", type=Path, help="also draw a PNG chart (needs matplotlib: ov-sdxl[notebooks])")
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Every subcommand, in the order ``ov-sdxl --help`` lists them."""
+    from ov_sdxl.bench import CONVERSION_CONTENDERS, CONVERSION_WEIGHTS
+    from ov_sdxl.formats import WeightFormat
+
+    _add_convert(sub)
+    _add_generate(sub)
+    _add_demo(sub)
+    _add_compare(sub)
+    p = sub.add_parser("tiny", help="build and convert a tiny random SDXL (offline; for trying things out)")
+    p.add_argument("--output", required=True, type=Path, help="model folder to create, e.g. models/tiny")
+    # the tiny model is made by plain export; hybrid-int8 calibrates too (convert --weights hybrid-int8 does it)
+    p.add_argument(
+        "--weights",
+        default="fp32",
+        choices=_values(WeightFormat, leave_out=(WeightFormat.HYBRID_INT8,)),
+        help="default fp32 (exact, for parity checks); hybrid-int8: convert --weights hybrid-int8 on the sources",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    _add_bench(sub)
+    p = sub.add_parser("bench-convert", help="measure conversion time and peak memory against optimum-cli")
+    p.add_argument("--base", help="source of the base (default: the synthetic full-size SDXL, built once)")
+    p.add_argument("--refiner", help="source of the refiner (with --base)")
+    p.add_argument(
+        "--synthetic",
+        type=Path,
+        default=Path.home() / ".cache" / "ov-sdxl" / "synthetic",
+        help="where the synthetic SDXL sources are kept (default: ~/.cache/ov-sdxl/synthetic)",
+    )
+    p.add_argument("--weights", nargs="+", default=["fp16"], choices=CONVERSION_WEIGHTS, help="default: fp16")
+    p.add_argument(
+        "--contenders",
+        nargs="+",
+        default=list(CONVERSION_CONTENDERS),
+        choices=CONVERSION_CONTENDERS,
+        help=f"default: all of {', '.join(CONVERSION_CONTENDERS)}",
+    )
+    p.add_argument("--work", type=Path, help="folder for the temporary outputs (default: the system's temp folder)")
+    p.add_argument("--json", type=Path, help="also write the measurements as JSON")
+    p = sub.add_parser("verify", help="check every file of a model folder against its manifest's sha256")
+    p.add_argument("--model", required=True, type=Path, help="converted model folder")
+    sub.add_parser("devices", help="list the OpenVINO devices of this machine")
+    sub.add_parser("schedulers", help="list the scheduler names")
