@@ -257,7 +257,7 @@ def test_limits_refuse_before_any_work(tiny_model, ov_cache):
         small.text2img(PROMPT, width=136, height=128)
     with pytest.raises(ConfigError, match="steps 11, over the limit of 10; raise it with --max-steps"):
         small.text2img(PROMPT, steps=11, width=64, height=64)
-    with pytest.raises(ConfigError, match=r"num_images 3, over the limit of 2; raise it with --max-images \(RuntimeConfig max_images="):
+    with pytest.raises(ConfigError, match=r"num_images 3, over the limit of 2; raise it with --max-images \(Runtime"):
         small.text2img(PROMPT, steps=2, num_images=3, width=64, height=64)
     with pytest.raises(ConfigError, match="2048x2048 is 4194304 pixels"):
         small.text2img(PROMPT, steps=2, width=2048, height=2048)
