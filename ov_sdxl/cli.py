@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="ov-sdxl", description="Stable Diffusion XL on Intel CPUs and GPUs with OpenVINO")
     parser.add_argument("--version", action=_Version)
+    parser.add_argument("--verbose", action="store_true", help="also show what ov-sdxl loads, shapes and compiles")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and the libraries' logs and warnings")
     add_subcommands(parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND"))
     return parser
@@ -82,20 +83,24 @@ def command_line(args: argparse.Namespace, **changes: object) -> str:
     return shlex.join(words)
 
 
-def _configure_logging(debug: bool) -> None:
-    """Our own progress lines on stderr; the libraries' warnings and loading bars only with --debug."""
+def _configure_logging(debug: bool, verbose: bool) -> None:
+    """Our progress bars and result lines; our details with --verbose; the libraries' logs, warnings and tables
+    only with --debug (converter children learn it from the environment, see libraries.py)."""
     import os
     import warnings
 
+    from ov_sdxl.libraries import DEBUG_VARIABLE, LIBRARY_LOGGERS, VERBOSITY_VARIABLES
+
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", stream=sys.stderr)
-    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.setLevel(logging.DEBUG if debug or verbose else logging.INFO)
     if debug:
+        os.environ[DEBUG_VARIABLE] = "1"
         return
     warnings.filterwarnings("ignore")
-    for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):  # read when those libraries load
+    for variable in VERBOSITY_VARIABLES:
         os.environ.setdefault(variable, "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("optimum", "nncf", "torch"):
+    for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -107,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().print_help(sys.stderr)
             return EXIT_INPUT
         args = build_parser().parse_args(argv)
-        _configure_logging(args.debug)
+        _configure_logging(args.debug, args.verbose)
         from ov_sdxl.commands import COMMANDS
 
         return COMMANDS[args.command](args)

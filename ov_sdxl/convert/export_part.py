@@ -248,12 +248,12 @@ def child_main(argv: list[str], work: Any) -> int:
     """A converter child: ``work(job_file)`` with quiet libraries; what it returns goes to ``job.result.json``, a
     failure to ``job.error.json`` (where the parent reads them), exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    import torch  # noqa: F401  (it sets up its own loggers on import; quieten them after)
+    from ov_sdxl.libraries import quiet_child
+
+    quiet_child()
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    for name in ("optimum", "nncf", "torch", "diffusers", "transformers"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     diffusers_logging.disable_progress_bar()  # loading bars; the parent reports each part with its time
     transformers_logging.disable_progress_bar()
     job_file = Path(argv[0])

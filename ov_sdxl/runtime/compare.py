@@ -75,7 +75,7 @@ def compare_models(
     runtimes: list[Any] = [SDXLRuntime(c) for c in configs]  # checks every folder first; loading is lazy
     columns: list[list[Any]] = []
     for i, config in enumerate(configs):
-        log.info("comparing: %s", config.model_dir)
+        log.debug("comparing: %s", config.model_dir)
         columns.append([runtimes[i].generate(dataclasses.replace(params, seed=seed)).images[0] for seed in seeds])
         runtimes[i] = None
         gc.collect()  # one model in memory at a time

@@ -143,7 +143,7 @@ class EmbeddingSet:
         self.add(embedding)
         for pipe in pipes:
             self.apply(pipe)
-        log.info("textual inversion: %s", embedding.describe())
+        log.debug("textual inversion: %s", embedding.describe())
         return embedding
 
     def add(self, embedding: Embedding) -> None:

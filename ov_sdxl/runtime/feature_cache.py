@@ -266,7 +266,7 @@ class FeatureCache:
             self._compiled.pop(id(part), None)  # the old shape's models go before the new ones are made
             part.clear_requests()  # the exact path's compiled UNet is not needed while features are reused
             plan = CachePlan.of(part.model, branch)
-            log.info("compiling the feature-reuse UNets (branch %d, %d feature(s))", branch, len(plan.features))
+            log.debug("compiling the feature-reuse UNets (branch %d, %d feature(s))", branch, len(plan.features))
             core = ov.Core()
             with self._releasing(part):
                 full = core.compile_model(plan.full_model(), self.device, self.ov_config)

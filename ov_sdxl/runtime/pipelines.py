@@ -101,7 +101,7 @@ class PipelineSet:
         if "base" not in self._pipes:
             from optimum.intel import OVStableDiffusionXLPipeline
 
-            log.info("loading the base from %s on %s", self.layout.base, self.device)
+            log.debug("loading the base from %s on %s", self.layout.base, self.device)
             self._ready("base", self._load(OVStableDiffusionXLPipeline, self.layout.base))
         return self._pipes["base"]
 
@@ -142,7 +142,7 @@ class PipelineSet:
             shared = self.layout.shared_parts()
             base = self.base if shared else None
             models = {name: getattr(base, name).model for name in shared}
-            log.info(
+            log.debug(
                 "loading the refiner from %s (sharing %s with the base)",
                 self.layout.refiner,
                 ", ".join(shared) or "nothing",
@@ -198,7 +198,7 @@ class PipelineSet:
             part = getattr(pipe, part_name, None)
             if part is None or self._shapes.get(id(part)) == shape:
                 continue
-            log.info("shaping %s %s for batch %d, %s, %d tokens", name, part_name, *shape)
+            log.debug("shaping %s %s for batch %d, %s, %d tokens", name, part_name, *shape)
             _reshape(part.model, *shape)
             part.clear_requests()
             self._f32_decoders.pop(id(part), None)  # compiled for the old shape

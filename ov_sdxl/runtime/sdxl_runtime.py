@@ -163,6 +163,9 @@ class SDXLRuntime:
     ) -> GenerationResult:
         import torch
 
+        from ov_sdxl.libraries import import_quietly
+
+        import_quietly()
         if params.mode.needs_refiner and not self.has_refiner:
             raise ModelNotFoundError(
                 f"mode {params.mode.value} needs a refiner, and {self.layout.root} has none; "
@@ -289,7 +292,7 @@ class SDXLRuntime:
 
         image = to_rgb(run.params.image)
         if image.size != (run.width, run.height):
-            log.info("resizing the input image from %dx%d to %dx%d as requested", *image.size, run.width, run.height)
+            log.debug("resizing the input image from %dx%d to %dx%d as requested", *image.size, run.width, run.height)
             image = image.resize((run.width, run.height))
         return image
 
@@ -310,11 +313,11 @@ class SDXLRuntime:
         if run.params.keep_base_images:
             run.base_images = self._decode(base, latents, run, "base_decode")
         if self.config.one_shot:  # the base's UNet is done with: its memory goes before the refiner's UNet compiles
-            log.info("one-shot: giving the base's UNet back before the refiner's compiles")
+            log.debug("one-shot: giving the base's UNet back before the refiner's compiles")
             self._features.forget(base.unet)
             base.unet.clear_requests()
         else:
-            log.info("long-lived runtime: the base's and the refiner's UNets stay compiled (one_shot=False)")
+            log.debug("long-lived runtime: the base's and the refiner's UNets stay compiled (one_shot=False)")
         refiner = self._prepare("refiner", run)
         latents = self._call("refiner", refiner, run, 1 - fraction, image=latents, denoising_start=fraction)
         return self._decode(refiner, latents, run)

@@ -54,6 +54,8 @@ def test_generate_base_refiner_writes_exactly_the_output(tiny_model, tmp_path, c
     assert (meta["width"], meta["height"], meta["high_noise_frac"]) == ("128", "96", "0.8")
     assert meta["scheduler"] == "euler" and meta["model"] == str(tiny_model)  # the model's own, named
     assert "refiner" in err  # the progress bar names each stage
+    details = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]
+    assert details == [], err  # nothing but the progress bars: what loads and compiles is for --verbose
 
 
 def test_generate_several_images_and_img2img(tiny_model, tmp_path, capsys):

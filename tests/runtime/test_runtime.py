@@ -143,12 +143,25 @@ def test_each_image_of_a_batch_is_reproduced_alone(runtime, start_image, mode):
     assert "batch" not in alone.metadata(0)
 
 
+def test_the_python_api_prints_nothing(tiny_model, ov_cache):
+    """No line from the libraries (import notices, deprecations) nor from ov-sdxl: the API logs through logging."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from ov_sdxl import SDXLRuntime; "
+        "SDXLRuntime.from_dir(sys.argv[1], cache_dir=sys.argv[2]).text2img('x', steps=2, width=64, height=64)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, tiny_model, ov_cache], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done
+
+
 def test_the_models_own_scheduler_is_named(runtime):
     assert runtime.text2img(PROMPT, steps=2, **SIZE).metadata()["scheduler"] == "euler"
 
 
 def test_static_shapes_follow_each_request(runtime, caplog):
-    caplog.set_level(logging.INFO, logger="ov_sdxl")
+    caplog.set_level(logging.DEBUG, logger="ov_sdxl")
     assert runtime.text2img(PROMPT, steps=2, seed=1, width=64, height=80).images[0].size == (64, 80)
     unet = runtime.pipelines.base.unet.model
     assert [tuple(p.get_shape()) for p in unet.inputs if p.get_any_name() == "sample"] == [(2, 4, 10, 8)]
@@ -337,7 +350,7 @@ def test_one_shot_gives_the_base_unet_back_before_the_refiner(tiny_model, ov_cac
     """``ov-sdxl generate`` (one request per process): the base's compiled UNet is released before the refiner's
     compiles, so the two are never held together; the images are the same; the log says which runtime ran."""
     one_shot = SDXLRuntime.from_dir(tiny_model, precision="f32", cache_dir=ov_cache, one_shot=True)
-    with caplog.at_level(logging.INFO, logger="ov_sdxl"):
+    with caplog.at_level(logging.DEBUG, logger="ov_sdxl"):
         result = one_shot.base_then_refiner(PROMPT, steps=6, seed=SEED, **SIZE)
         assert "one-shot: giving the base's UNet back" in caplog.text and "long-lived" not in caplog.text
         caplog.clear()
