@@ -11,76 +11,16 @@ that begins with ``error:``; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ov_sdxl.errors import InputError, OvSdxlError
+from ov_sdxl.parsers import build_parser
 
 log = logging.getLogger("ov_sdxl")
 
 EXIT_OK, EXIT_FAILURE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one ``error:`` line and exit code 2, like every other bad input."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise InputError(f"{self.prog}: {message}")
-
-
-class _Version(argparse.Action):
-    """``ov-sdxl --version``: the package and the libraries that decide what it computes, read without importing."""
-
-    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
-        super().__init__(option_strings, dest, nargs=0, help="print the versions of ov-sdxl and its libraries")
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        def of(package: str) -> str:
-            try:
-                return version(package)
-            except PackageNotFoundError:
-                return "not installed"
-
-        libraries = ("openvino", "optimum-intel", "diffusers", "transformers", "nncf", "torch")
-        print(f"ov-sdxl {of('ov-sdxl')} ({', '.join(f'{name} {of(name)}' for name in libraries)})")
-        parser.exit()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from ov_sdxl.parsers import add_subcommands
-
-    parser = _Parser(prog="ov-sdxl", description="Stable Diffusion XL on Intel CPUs and GPUs with OpenVINO")
-    parser.add_argument("--version", action=_Version)
-    parser.add_argument("--verbose", action="store_true", help="also show what ov-sdxl loads, shapes and compiles")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and the libraries' logs and warnings")
-    add_subcommands(parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND"))
-    return parser
-
-
-def command_line(args: argparse.Namespace, **changes: object) -> str:
-    """The ``ov-sdxl`` command that runs ``args`` again with ``changes`` (option dest -> value; None leaves the
-    option out): what a PNG records to regenerate its image. Paths are made absolute, so it runs from anywhere."""
-    import shlex
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
-    words = ["ov-sdxl", args.command]
-    for action in sub._actions:
-        if not action.option_strings or action.dest == "help":
-            continue
-        value = changes[action.dest] if action.dest in changes else getattr(args, action.dest)
-        if value is None or value is False or value == [] or (value == action.default and not action.required):
-            continue
-        flag = max(action.option_strings, key=len)
-        values = value if isinstance(value, list) else [] if value is True else [value]
-        text = [str(v.resolve()) if isinstance(v, Path) else str(v) for v in values]
-        words += [flag, *text] if action.nargs in ("+", "*") else [w for t in text for w in (flag, t)] or [flag]
-    return shlex.join(words)
 
 
 def _configure_logging(debug: bool, verbose: bool) -> None:

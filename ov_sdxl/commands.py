@@ -56,10 +56,10 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ov_sdxl.cli import command_line
     from ov_sdxl.config import GenerationParams, RuntimeConfig
     from ov_sdxl.images import load_image, save_images
     from ov_sdxl.outputs import OutputPlan
+    from ov_sdxl.parsers import command_line
     from ov_sdxl.runtime import SDXLRuntime
 
     plan = OutputPlan.check(args.output, args.num_images, overwrite=args.overwrite, make_dirs=args.make_dirs)

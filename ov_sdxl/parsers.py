@@ -1,10 +1,12 @@
-"""The options of every ``ov-sdxl`` subcommand, each with its help and default (``cli.py`` parses with them).
+"""The ``ov-sdxl`` parser: every subcommand's options, each with its help and default, and the way back from
+parsed options to a command line.
 
-    from ov_sdxl.parsers import add_subcommands
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    from ov_sdxl.parsers import build_parser, command_line
+    args = build_parser().parse_args(["generate", "--model", "models/tiny", "--prompt", "a fox"])
+    command_line(args, seed=8)     # "ov-sdxl generate --model /abs/models/tiny --prompt 'a fox' --seed 8"
 
-Every option has a help text that says its default (``tests/cli/test_help.py`` walks them all); the choices of an
-option come from its enum.
+Every option's help says its default (``tests/cli/test_help.py`` walks them all); the choices of an option come
+from its enum; a usage error is one ``error:`` line and exit code 2, like every other bad input (``cli.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
+
+from ov_sdxl.errors import InputError
 
 
 def _values(enum: type[Enum], *, leave_out: Sequence[Enum] = ()) -> list[str]:
@@ -229,64 +233,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     _add_runtime_options(p)
 
 
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from ov_sdxl.bench import CONTENDERS, DEFAULT_CACHE, DEFAULT_SYNTHETIC, MODES, QUICK_STEPS, STEPS, TORCH_STEPS
-    from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC
-
-    p = sub.add_parser("bench", help="measure generation speed and memory against diffusers and optimum-intel")
-    p.add_argument("--mode", default="text2img", choices=MODES, help="what to time; default text2img")
-    p.add_argument("--width", type=int, help="default: the model's native size (1024 for SDXL); --quick: 512")
-    p.add_argument("--height", type=int, help="default: the model's native size (1024 for SDXL); --quick: 512")
-    p.add_argument("--steps", type=int, help=f"default {STEPS}; --quick: {QUICK_STEPS}")
-    p.add_argument(
-        "--torch-steps",
-        type=int,
-        help=f"diffusers PyTorch runs at most this many steps, extrapolated to --steps (default {TORCH_STEPS})",
-    )
-    p.add_argument(
-        "--high-noise-frac",
-        type=float,
-        default=DEFAULT_HIGH_NOISE_FRAC,
-        help=f"base+refiner hand-off; default {DEFAULT_HIGH_NOISE_FRAC}",
-    )
-    p.add_argument("--quick", action="store_true", help="512x512 and a few steps")
-    p.add_argument(
-        "--cache-interval",
-        type=int,
-        metavar="N",
-        help="ov-sdxl's feature reuse for every ov-sdxl contender (1: off); default: each preset's own (fast: 3)",
-    )
-    p.add_argument("--contenders", nargs="+", metavar="NAME", help=f"default: all of {', '.join(CONTENDERS)}")
-    p.add_argument("--model", type=Path, help="a converted model to measure (default: the synthetic full-size SDXL)")
-    p.add_argument(
-        "--torch-source",
-        nargs="+",
-        type=Path,
-        metavar="DIR",
-        help="with --model: the diffusers folders (base [refiner]) it came from, for the PyTorch contenders",
-    )
-    p.add_argument("--tiny", action="store_true", help="the tiny random model instead (checks the harness quickly)")
-    p.add_argument(
-        "--cache",
-        type=Path,
-        default=DEFAULT_CACHE,
-        help="where the synthetic model's conversions are kept; default ~/.cache/ov-sdxl/bench",
-    )
-    p.add_argument(
-        "--synthetic",
-        type=Path,
-        default=DEFAULT_SYNTHETIC,
-        help="the synthetic SDXL's sources; default ~/.cache/ov-sdxl/synthetic",
-    )
-    p.add_argument("--seed", type=int, default=0, help="the seed of every contender's image; default 0")
-    p.add_argument("--repeat", type=int, default=1, help="warm images measured per contender (median); default 1")
-    p.add_argument("--json", type=Path, help="also write every figure, the machine and the settings as JSON")
-    p.add_argument("--chart", type=Path, help="also draw a PNG chart (needs matplotlib: ov-sdxl[notebooks])")
-
-
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Every subcommand, in the order ``ov-sdxl --help`` lists them."""
-    from ov_sdxl.bench import CONVERSION_CONTENDERS, CONVERSION_WEIGHTS
+    from ov_sdxl.bench import add_bench_commands
     from ov_sdxl.formats import WeightFormat
 
     _add_convert(sub)
@@ -303,27 +252,65 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         help="default fp32 (exact, for parity checks); hybrid-int8: convert --weights hybrid-int8 on the sources",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
-    _add_bench(sub)
-    p = sub.add_parser("bench-convert", help="measure conversion time and peak memory against optimum-cli")
-    p.add_argument("--base", help="source of the base (default: the synthetic full-size SDXL, built once)")
-    p.add_argument("--refiner", help="source of the refiner (with --base)")
-    p.add_argument(
-        "--synthetic",
-        type=Path,
-        default=Path.home() / ".cache" / "ov-sdxl" / "synthetic",
-        help="where the synthetic SDXL sources are kept (default: ~/.cache/ov-sdxl/synthetic)",
-    )
-    p.add_argument("--weights", nargs="+", default=["fp16"], choices=CONVERSION_WEIGHTS, help="default: fp16")
-    p.add_argument(
-        "--contenders",
-        nargs="+",
-        default=list(CONVERSION_CONTENDERS),
-        choices=CONVERSION_CONTENDERS,
-        help=f"default: all of {', '.join(CONVERSION_CONTENDERS)}",
-    )
-    p.add_argument("--work", type=Path, help="folder for the temporary outputs (default: the system's temp folder)")
-    p.add_argument("--json", type=Path, help="also write the measurements as JSON")
+    add_bench_commands(sub)
     p = sub.add_parser("verify", help="check every file of a model folder against its manifest's sha256")
     p.add_argument("--model", required=True, type=Path, help="converted model folder")
     sub.add_parser("devices", help="list the OpenVINO devices of this machine")
     sub.add_parser("schedulers", help="list the scheduler names")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}")
+
+
+class _Version(argparse.Action):
+    """``ov-sdxl --version``: the package and the libraries that decide what it computes, read without importing."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions of ov-sdxl and its libraries")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def of(package: str) -> str:
+            try:
+                return version(package)
+            except PackageNotFoundError:
+                return "not installed"
+
+        libraries = ("openvino", "optimum-intel", "diffusers", "transformers", "nncf", "torch")
+        print(f"ov-sdxl {of('ov-sdxl')} ({', '.join(f'{name} {of(name)}' for name in libraries)})")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ov-sdxl", description="Stable Diffusion XL on Intel CPUs and GPUs with OpenVINO")
+    parser.add_argument("--version", action=_Version)
+    parser.add_argument("--verbose", action="store_true", help="also show what ov-sdxl loads, shapes and compiles")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and the libraries' logs and warnings")
+    add_subcommands(parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND"))
+    return parser
+
+
+def command_line(args: argparse.Namespace, **changes: object) -> str:
+    """The ``ov-sdxl`` command that runs ``args`` again with ``changes`` (option dest -> value; None leaves the
+    option out): what a PNG records to regenerate its image. Paths are made absolute, so it runs from anywhere."""
+    import shlex
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    words = ["ov-sdxl", args.command]
+    for action in sub._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = changes[action.dest] if action.dest in changes else getattr(args, action.dest)
+        if value is None or value is False or value == [] or (value == action.default and not action.required):
+            continue
+        flag = max(action.option_strings, key=len)
+        values = value if isinstance(value, list) else [] if value is True else [value]
+        text = [str(v.resolve()) if isinstance(v, Path) else str(v) for v in values]
+        words += [flag, *text] if action.nargs in ("+", "*") else [w for t in text for w in (flag, t)] or [flag]
+    return shlex.join(words)

@@ -6,7 +6,7 @@
 - ``generation``: the generation bench (``ov-sdxl bench``); ``contenders``: each peer, run in a child of its own;
   ``targets``: the model measured (synthetic, tiny or the user's); ``floor``: the machine's matmul floor;
   ``report``: tables, ratios and the chart.
-- ``conversion``: the conversion bench (``ov-sdxl bench-convert``).
+- ``conversion``: the conversion bench (``ov-sdxl bench-convert``); ``options``: the two commands' options.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         TORCH_STEPS,
         generation_command,
     )
+    from ov_sdxl.bench.options import add_bench_commands
 
 __getattr__ = lazy_exports(
     __name__,
@@ -40,11 +41,13 @@ __getattr__ = lazy_exports(
         "QUICK_STEPS": "ov_sdxl.bench.generation",
         "STEPS": "ov_sdxl.bench.generation",
         "TORCH_STEPS": "ov_sdxl.bench.generation",
+        "add_bench_commands": "ov_sdxl.bench.options",
         "conversion_command": "ov_sdxl.bench.conversion",
         "generation_command": "ov_sdxl.bench.generation",
     },
 )
 __all__ = [
+    "add_bench_commands",
     "CONTENDERS",
     "CONVERSION_CONTENDERS",
     "CONVERSION_WEIGHTS",
