@@ -286,12 +286,19 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+VERBOSE_HELP = "also show what ov-sdxl loads, shapes and compiles"
+DEBUG_HELP = "show tracebacks and the libraries' logs and warnings"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ov-sdxl", description="Stable Diffusion XL on Intel CPUs and GPUs with OpenVINO")
     parser.add_argument("--version", action=_Version)
-    parser.add_argument("--verbose", action="store_true", help="also show what ov-sdxl loads, shapes and compiles")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and the libraries' logs and warnings")
-    add_subcommands(parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND"))
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    add_subcommands(sub)
+    for target, default in ((parser, False), *((p, argparse.SUPPRESS) for p in sub.choices.values())):
+        # before or after the subcommand; SUPPRESS: a subcommand's absent flag leaves the top-level value
+        target.add_argument("--verbose", action="store_true", default=default, help=VERBOSE_HELP)
+        target.add_argument("--debug", action="store_true", default=default, help=DEBUG_HELP)
     return parser
 
 
@@ -304,7 +311,7 @@ def command_line(args: argparse.Namespace, **changes: object) -> str:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
     words = ["ov-sdxl", args.command]
     for action in sub._actions:
-        if not action.option_strings or action.dest == "help":
+        if not action.option_strings or action.dest in ("help", "verbose", "debug"):
             continue
         value = changes[action.dest] if action.dest in changes else getattr(args, action.dest)
         if value is None or value is False or value == [] or (value == action.default and not action.required):

@@ -61,3 +61,9 @@ def test_each_subcommand_help_runs(command, capsys):
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"])
     assert stop.value.code == 0 and f"usage: ov-sdxl {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--verbose", "schedulers"], ["schedulers", "--verbose"], ["schedulers"]])
+def test_verbose_and_debug_go_before_or_after_the_subcommand(argv):
+    args = build_parser().parse_args(argv)
+    assert args.verbose is ("--verbose" in argv) and args.debug is False
