@@ -12,6 +12,7 @@ from its enum; a usage error is one ``error:`` line and exit code 2, like every 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
@@ -130,10 +131,21 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
-    """The runtime's caps (RuntimeConfig's max_*), which refuse a request before any work."""
-    p.add_argument("--max-pixels", type=int, default=2048 * 2048, help="refuse larger images; default 2048x2048")
-    p.add_argument("--max-steps", type=int, default=200, help="refuse more steps (a typo can cost hours); default 200")
-    p.add_argument("--max-images", type=int, default=8, help="refuse a larger --num-images; default 8")
+    """The runtime's caps (RuntimeConfig's max_*, whose defaults these are), which refuse a request before any work."""
+    import dataclasses
+
+    from ov_sdxl.config import RuntimeConfig
+
+    caps = {f.name: f.default for f in dataclasses.fields(RuntimeConfig) if f.name.startswith("max_")}
+    side = math.isqrt(caps["max_pixels"])
+    shown = {**caps, "max_pixels": f"{side}x{side}" if side * side == caps["max_pixels"] else caps["max_pixels"]}
+    for name, what in (
+        ("max_pixels", "refuse larger images"),
+        ("max_steps", "refuse more steps (a typo can cost hours)"),
+        ("max_images", "refuse a larger --num-images"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=int, default=caps[name], help=f"{what}; default {shown[name]}")
 
 
 def _add_output(p: argparse.ArgumentParser, default: str) -> None:

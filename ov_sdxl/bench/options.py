@@ -72,7 +72,7 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--synthetic",
         type=Path,
-        default=Path.home() / ".cache" / "ov-sdxl" / "synthetic",
+        default=DEFAULT_SYNTHETIC,
         help="where the synthetic SDXL sources are kept (default: ~/.cache/ov-sdxl/synthetic)",
     )
     p.add_argument("--weights", nargs="+", default=["fp16"], choices=CONVERSION_WEIGHTS, help="default: fp16")
