@@ -13,8 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ov_sdxl.errors import InputError
-
 EXIT_OK = 0
 
 
@@ -153,20 +151,17 @@ def _demo(args: argparse.Namespace) -> int:
             preset=args.preset,
         )
     )
-    import tempfile
+    from ov_sdxl.demo import run_demo  # imports Gradio: only this command needs it
 
-    from ov_sdxl.demo import build_demo, launch_demo  # imports Gradio: only this command needs it
-
-    with tempfile.TemporaryDirectory(prefix="ov-sdxl-demo-") as outputs:  # the generated files, gone at exit
-        demo = build_demo(runtime, notice=notice, limits=limits, output_dir=outputs)
-        try:
-            url = launch_demo(demo, host=args.host, port=args.port, share=args.share, limits=limits)
-        except OSError as exc:
-            raise InputError(f"cannot listen on {args.host}:{args.port} ({exc}); choose another --port") from None
-        print(f"demo running on {url} (Ctrl-C to stop)", flush=True)
-        if demo.share_url:
-            print(f"public share link: {demo.share_url}", flush=True)
-        demo.block_thread()  # returns on Ctrl-C, having closed the server
+    run_demo(
+        runtime,
+        notice=notice,
+        limits=limits,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        announce=lambda line: print(line, flush=True),
+    )
     return EXIT_OK
 
 

@@ -31,6 +31,8 @@ from ov_sdxl.demo.inputs import (
     INPUT_SIZE,
     MODEL_SCHEDULER,
     MODES,
+    NEGATIVE_HINT,
+    PROMPT_HINT,
     RANDOM_SEED,
     SIZE_PRESETS,
     DemoLimits,
@@ -47,12 +49,6 @@ EXAMPLES = [
     "an astronaut riding a horse on the moon, detailed illustration",
     "a bowl of ramen on a wooden table, studio photo",
 ]
-TINY_NOTICE = (
-    "**This is the tiny offline test model**: random weights, so the pictures are noise. It shows that "
-    "everything works. For real pictures, convert SDXL once (this downloads it from the Hugging Face hub) "
-    "and start the demo on it:\n\n"
-    f"`{CONVERT_COMMAND}`  \n`ov-sdxl demo --model models/sdxl`"
-)
 
 
 def _size_choices(mode: Mode, native: tuple[int, int]) -> list[str]:
@@ -63,12 +59,21 @@ def _size_choices(mode: Mode, native: tuple[int, int]) -> list[str]:
 
 
 def build_demo(
-    runtime: Any, *, notice: str | None = None, limits: DemoLimits | None = None, output_dir: str | Path | None = None
+    runtime: Any,
+    *,
+    notice: str | None = None,
+    limits: DemoLimits | None = None,
+    output_dir: str | Path | None = None,
+    handlers: DemoHandlers | None = None,
 ) -> gr.Blocks:
-    """The page and the API of ``runtime``; ``notice`` is shown above everything (e.g. the tiny model's)."""
+    """The page and the API of ``runtime``; ``notice`` is shown above everything (e.g. the tiny model's).
+
+    The images go to ``output_dir`` (default: a new temporary folder), or ``handlers`` (on the same runtime and
+    limits) answer the events, so that whoever passes them can stop their runs (session.py)."""
     limits = limits or DemoLimits()
-    output_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="ov-sdxl-demo-"))
-    handlers = DemoHandlers(runtime, limits, output_dir)
+    if handlers is None:
+        output_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="ov-sdxl-demo-"))
+        handlers = DemoHandlers(runtime, limits, output_dir)
     native, has_refiner, defaults = runtime.native_size, runtime.has_refiner, runtime.defaults
     sweep = (min(600, limits.output_ttl_s), limits.output_ttl_s)
     with gr.Blocks(title="ov-sdxl", analytics_enabled=False, delete_cache=sweep) as demo:
@@ -85,8 +90,8 @@ def build_demo(
             gr.Markdown(_extras_text(runtime), elem_id="extras")
         with gr.Row():
             with gr.Column():
-                prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a lighthouse at dusk, oil painting")
-                negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality")
+                prompt = gr.Textbox(label="Prompt", lines=3, placeholder=PROMPT_HINT)
+                negative = gr.Textbox(label="Negative prompt", placeholder=NEGATIVE_HINT)
                 mode = gr.Radio(list(MODES), value="Text to image", label="Mode")
                 no_refiner = gr.Markdown(
                     f"**This model has no refiner**, so this mode is not available. Convert one with it:  \n"
@@ -162,6 +167,7 @@ def build_demo(
             concurrency_id=QUEUE,
             concurrency_limit=1,
             api_visibility="private",
+            show_progress_on=gallery,  # one progress bar: Gradio would draw it on every output
         )
         stop.click(handlers.stop, None, status, cancels=[run], **ui)
         _api_endpoints(handlers, native, defaults, [gallery, status, parameters])
@@ -219,7 +225,7 @@ def _api_endpoints(handlers: DemoHandlers, native: tuple[int, int], defaults: di
         reuse = gr.Number(None, label="cache_interval (default: the preset's)")
         image = gr.File(type="filepath", file_types=["image"], label="image")  # read by our checks, not PIL in Gradio
         strengths = {m: gr.Number(DEFAULT_STRENGTH[m], label="strength") for m in (Mode.IMG2IMG, Mode.REFINE)}
-    common = {"outputs": outputs, "concurrency_id": QUEUE, "concurrency_limit": 1}
+    common = {"outputs": outputs, "concurrency_id": QUEUE, "concurrency_limit": 1, "show_progress_on": outputs[0]}
     tail = [steps, guidance, seed, scheduler, num_images, reuse]
     trigger.click(handlers.text2img, [prompt, negative, width, height, *tail], api_name="text2img", **common)
     trigger.click(

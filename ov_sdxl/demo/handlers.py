@@ -16,11 +16,9 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,9 @@ import gradio as gr
 
 from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC, GenerationParams, Mode
 from ov_sdxl.demo.inputs import MODEL_SCHEDULER, MODES, RANDOM_SEED, DemoLimits, preset_size, to_params
+from ov_sdxl.demo.labels import step_line, timing_line
 from ov_sdxl.demo.live import PREPARING, stream
+from ov_sdxl.demo.runs import Run, Runs
 from ov_sdxl.errors import ConfigError, GenerationCancelled, InputError, OvSdxlError
 
 log = logging.getLogger(__name__)
@@ -50,51 +50,6 @@ def user_errors() -> Iterator[None]:
         raise gr.Error(f"Generation failed: {exc}", print_exception=False) from None
 
 
-@dataclass
-class _Run:
-    """One generation in flight: its Stop event, the steps it reached, and whether it has ended."""
-
-    cancel: threading.Event = field(default_factory=threading.Event)
-    ended: threading.Event = field(default_factory=threading.Event)
-    steps: dict[str, str] = field(default_factory=dict)  # stage -> "5 of 30"
-
-    def reached(self) -> str:
-        return ", ".join(f"{stage} step {step}" for stage, step in self.steps.items()) or "before the first step"
-
-
-class _Runs:
-    """The runs in flight per session, so that Stop reaches the runs of the browser tab that pressed it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._live: dict[str, list[_Run]] = {}
-
-    @contextmanager
-    def start(self, session: str) -> Iterator[_Run]:
-        run = _Run()
-        with self._lock:
-            self._live.setdefault(session, []).append(run)
-        try:
-            yield run
-        finally:
-            run.ended.set()
-            with self._lock:
-                self._live[session].remove(run)
-                if not self._live[session]:
-                    del self._live[session]
-
-    def stop(self, session: str, wait_s: float) -> str:
-        with self._lock:
-            runs = list(self._live.get(session, []))
-        for run in runs:
-            run.cancel.set()
-        if not runs:
-            return "Nothing was running."
-        if all(run.ended.wait(wait_s) for run in runs):
-            return f"Stopped ({'; '.join(run.reached() for run in runs)}); nothing was kept."
-        return "Stopping at the end of the current step…"
-
-
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
@@ -107,12 +62,16 @@ class DemoHandlers:
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.native = runtime.native_size
-        self.runs = _Runs()
+        self.runs = Runs()
 
     # -- the browser's Stop (Generate is ``generate``, below) -------------------------------------------------
     def stop(self, request: gr.Request | None = None, wait_s: float = 5.0) -> str:
         """Stop this session's run within one step; wait a little for it to end, to say where it stopped."""
         return self.runs.stop(_session(request), wait_s)
+
+    def close(self, wait_s: float = 30.0) -> None:
+        """The demo is ending: every run stops within a step (waited for up to ``wait_s``) and none writes files."""
+        self.runs.close(wait_s)
 
     def generate(
         self,
@@ -240,14 +199,14 @@ class DemoHandlers:
 
             def report(stage: str, step: int, total: int) -> None:
                 run.steps[stage] = f"{step} of {total}"
-                progress((step, total), desc=f"{stage}: step {step} of {total}", unit="steps")
+                progress((step, total), desc=step_line(stage, step, total), unit="steps")
 
             log.info("demo: generating %s", params)
             outcome.append(self._publish(self.runtime.generate(params, progress=report, cancel=run.cancel)))
         return outcome[0] if outcome else _stopped(run)
 
     @contextmanager
-    def _boundary(self, run: _Run) -> Iterator[list]:
+    def _boundary(self, run: Run) -> Iterator[list]:
         """Around one run: a Stop ends it with nothing kept (the caller says so), our errors become gr.Error, and
         anything else is logged with its traceback and shown as one line."""
         try:
@@ -265,11 +224,14 @@ class DemoHandlers:
         """Write the PNGs with their parameters; the gallery shows each base image next to its refined one."""
         from ov_sdxl.images import save_images
 
+        if self.runs.closed:  # the demo's folder is going away: this run ended too late to keep anything
+            raise GenerationCancelled("the demo is closing")
         self.prune()
         run_dir = self.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
         metadata = result.metadata()
         with user_errors():
-            final = save_images(result.images, run_dir / "image.png", metadata)
+            each = [result.metadata(i) for i in range(len(result.images))]  # each image's own seed
+            final = save_images(result.images, run_dir / "image.png", each)
             base = save_images(result.base_images, run_dir / "base.png", {**metadata, "stage": "base"})
         if base:
             fraction = f"{result.params.high_noise_frac:g}"
@@ -277,8 +239,9 @@ class DemoHandlers:
             for i, (b, r) in enumerate(zip(base, final, strict=True), start=1):
                 gallery += [(str(b), f"{i}: base, handed off at {fraction}"), (str(r), f"{i}: refined")]
         else:
-            gallery = [(str(path), f"{i}: seed {result.seed}") for i, path in enumerate(final, start=1)]
-        timing = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+            seeds = result.seeds
+            gallery = [(str(path), f"{i + 1}: seed {seeds[i]}") for i, path in enumerate(final)]
+        timing = timing_line(result.timings)
         status = (
             f"Done: seed {result.seed}, {result.width}×{result.height} ({timing}). The PNGs carry their parameters."
         )
@@ -293,7 +256,7 @@ class DemoHandlers:
                 shutil.rmtree(run, ignore_errors=True)
 
 
-def _stopped(run: _Run) -> Outputs:
+def _stopped(run: Run) -> Outputs:
     return [], f"Stopped ({run.reached()}); nothing was kept.", {}, gr.skip()
 
 

@@ -4,8 +4,9 @@
     params = to_params(Mode.TEXT2IMG, {"prompt": "a fox", "steps": 4.0, "width": 128.0, "height": 128.0},
                        native=(1024, 1024), has_refiner=True, limits=DemoLimits())
 
-Number boxes and sliders send floats: 64.5 is refused, not rounded. A value over a limit is refused with the
-limit named, never reduced. Nothing here imports Gradio, so the checks are plain functions.
+An empty prompt is refused, not run. Number boxes and sliders send floats: 64.5 is refused, not rounded. A value
+over a limit is refused with the limit named, never reduced. Nothing here imports Gradio, so the checks are plain
+functions.
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ SIZE_PRESETS += [(1536, 640), (640, 1536)]  # SDXL's trained aspect ratios
 INPUT_SIZE, CUSTOM_SIZE = "Input image size", "Custom"
 MODEL_SCHEDULER = "model default"
 RANDOM_SEED = "random"
+PROMPT_HINT = "Describe the picture you want, e.g. a lighthouse at dusk, oil painting"
+NEGATIVE_HINT = "Optional: what to keep out of it, e.g. blurry, low quality"
+EMPTY_PROMPT = "the prompt is empty: describe the picture you want (the negative prompt may stay empty)"
 CONVERT_COMMAND = (
     "python convert.py --base stabilityai/stable-diffusion-xl-base-1.0 "
     "--refiner stabilityai/stable-diffusion-xl-refiner-1.0 --output models/sdxl --weights int8"
+)
+TINY_NOTICE = (  # here, not in app.py, so that ``ov-sdxl demo`` reads it before Gradio is imported (session.py)
+    "**This is the tiny offline test model**: random weights, so the pictures are noise. It shows that "
+    "everything works. For real pictures, convert SDXL once (this downloads it from the Hugging Face hub) "
+    "and start the demo on it:\n\n"
+    f"`{CONVERT_COMMAND}`  \n`ov-sdxl demo --model models/sdxl`"
 )
 
 
@@ -111,6 +121,8 @@ def to_params(
     """GenerationParams from form values (prompt, negative_prompt, image path, width, height, steps, guidance,
     strength, high_noise_frac, seed, scheduler, num_images, cache_interval), checked against the demo's limits."""
     values = dict(values)
+    if not str(values.get("prompt") or "").strip():
+        raise ConfigError(EMPTY_PROMPT)
     if mode.needs_refiner and not has_refiner:
         raise ConfigError(
             f"this model has no refiner, so {mode.value} is not available; convert one with it: {CONVERT_COMMAND}"

@@ -18,6 +18,8 @@ from typing import Any
 
 import gradio as gr
 
+from ov_sdxl.demo.labels import stage_label, step_line
+
 PREPARING = "Preparing the model (the first run, and each new size, compiles it: up to a minute)…"
 
 
@@ -52,13 +54,14 @@ def stream(runtime: Any, params: Any, run: Any, progress: Any, publish: Callable
                 elif kind == "step":
                     stage, step, total = value
                     run.steps[stage] = f"{step} of {total}"
-                    progress((step, total), desc=f"{stage}: step {step} of {total}", unit="steps")
+                    progress((step, total), desc=step_line(stage, step, total), unit="steps")
                 else:
                     latest = value
             if latest is not None and not ended:
                 stage, step, images = latest
-                shown = [(image, f"preview: {stage}, step {step}") for image in images]
-                yield shown, f"{stage}: step {step} (a preview; the finished image follows)", gr.skip(), gr.skip()
+                label = stage_label(stage)
+                shown = [(image, f"preview: {label}, step {step}") for image in images]
+                yield shown, f"{label}: step {step} (a preview; the finished image follows)", gr.skip(), gr.skip()
     finally:
         if worker.is_alive():  # the page went away: stop the run within a step
             run.cancel.set()

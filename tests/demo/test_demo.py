@@ -22,8 +22,10 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from ov_sdxl.config import GenerationParams, Mode
 from ov_sdxl.demo.handlers import DemoHandlers
 from ov_sdxl.demo.inputs import DemoLimits, parse_seed, whole
+from ov_sdxl.demo.labels import STAGES
 from ov_sdxl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,6 +280,71 @@ def test_form_checks():
         DemoLimits(max_queue=0)
 
 
+def test_empty_prompt_is_refused_and_the_box_shows_a_hint(handlers, runtime, tmp_path):
+    """An empty prompt is refused before anything runs (the page, and the API); the empty box shows a hint that
+    reads as one, not a prompt that looks typed in."""
+    from ov_sdxl.demo import build_demo
+
+    empty = "the prompt is empty: describe the picture you want (the negative prompt may stay empty)"
+    for prompt in ("", "   \n"):
+        progress = Progress()
+        assert error_of(functools.partial(generate, handlers), "Text to image", prompt, progress=progress) == empty
+        assert progress.calls == []  # refused before the model was touched
+        assert error_of(handlers.refine, prompt, image=None, steps=2, progress=progress) == empty
+    config = build_demo(runtime, output_dir=tmp_path).get_config_file()
+    boxes = {c["props"]["label"]: c["props"] for c in config["components"] if c["type"] == "textbox"}
+    prompt, negative = boxes["Prompt"], boxes["Negative prompt"]
+    assert not prompt.get("value") and prompt["placeholder"].startswith("Describe the picture you want, e.g. ")
+    assert not negative.get("value") and negative["placeholder"].startswith("Optional: what to keep out of it")
+
+
+def test_one_progress_bar(runtime, tmp_path):
+    """Gradio draws the progress bar on every output of an event unless told where: the gallery only, for the
+    Generate button and for each API endpoint."""
+    from ov_sdxl.demo import build_demo
+
+    config = build_demo(runtime, output_dir=tmp_path).get_config_file()
+    (gallery,) = [c["id"] for c in config["components"] if c["props"].get("elem_id") == "gallery"]
+    generating = [d for d in config["dependencies"] if d["api_name"] in ("generate", "text2img", "img2img")]
+    generating += [d for d in config["dependencies"] if d["api_name"] in ("base_refiner", "refine")]
+    assert len(generating) == 5
+    for dependency in generating:
+        assert len(dependency["outputs"]) >= 3 and dependency["show_progress_on"] == [gallery], dependency["api_name"]
+
+
+def test_stages_in_the_users_words(runtime, handlers, start_image):
+    """Every stage the runtime reports steps of and every part it times, in every mode, has words on the page; the
+    status line and the progress bar show those words, never a key such as base_decode."""
+    stages, timed = set(), set()
+    for mode in Mode:
+        image, keep = (start_image if mode.needs_image else None), mode is Mode.BASE_REFINER
+        params = GenerationParams(PROMPT, mode, image=image, width=64, height=64, steps=4, keep_base_images=keep)
+        timed |= set(runtime.generate(params, progress=lambda stage, step, total: stages.add(stage)).timings)
+    keys = stages | timed
+    assert {"base", "refiner", "base_decode", "decode", "total"} <= keys <= set(STAGES)
+    progress = Progress()
+    _, status, _, _ = generate(
+        handlers,
+        "Text to image + refiner",
+        PROMPT,
+        seed="3",
+        high_noise_frac=0.5,
+        progress=progress,
+        **{**SMALL, "steps": 4.0},
+    )
+    assert re.fullmatch(
+        r"Done: seed 3, 128×96 \(base [\d.]+ s, decoding the base's image [\d.]+ s, refiner [\d.]+ s, "
+        r"decoding [\d.]+ s, in all [\d.]+ s\)\. The PNGs carry their parameters\.",
+        status,
+    ), status
+    assert [desc for _, desc in progress.calls[1:]] == [
+        "base: step 1 of 2",
+        "base: step 2 of 2",
+        "refiner: step 1 of 2",
+        "refiner: step 2 of 2",
+    ]
+
+
 # -- a live server on 127.0.0.1, driven with gradio_client -----------------------------------------------------
 @pytest.fixture(scope="module")
 def server(runtime, tmp_path_factory):
@@ -308,7 +375,7 @@ def test_documented_api_example_with_every_default(server):
     exec(README_API_EXAMPLE.replace("http://127.0.0.1:7860/", server), namespace)  # noqa: S102 - our own text
     image = Image.open(namespace["images"][0]["image"])
     assert image.size == (512, 512) and image.text["steps"] == "30" and image.text["guidance"] == "5.0"
-    assert image.text["scheduler"] == "model default" and namespace["status"].startswith("Done")
+    assert image.text["scheduler"] == "euler" and namespace["status"].startswith("Done")
     refined = Image.open(namespace["refined"][0]["image"])
     assert refined.size == (512, 512) and refined.text["mode"] == "refine" and refined.text["strength"] == "0.3"
 
@@ -379,7 +446,56 @@ def test_full_queue_answers_busy(client, server):
     assert long.result(timeout=120)[1].startswith("Done") and waiting.result(timeout=120)[1].startswith("Done")
 
 
+def test_run_demo_puts_everything_back(runtime, tmp_path, monkeypatch):
+    """In this process: SIGTERM ends ``run_demo`` as Ctrl-C does, while a SIGHUP the process ignores (nohup) stays
+    ignored; afterwards the demo's folder is gone, and GRADIO_TEMP_DIR and the signal handlers are as they were."""
+    import tempfile
+
+    from ov_sdxl.demo import run_demo
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp puts the demo's folder
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "yours"))
+    received = []
+
+    def ours(
+        signum, frame
+    ):  # the handler from before run_demo: should it get SIGTERM, run_demo ends, and the test fails
+        received.append(signum)
+        raise RuntimeError("SIGTERM reached the handler from before run_demo")
+
+    before = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, ours),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    }
+    lines, seen = [], {}
+
+    def announce(line):
+        lines.append(line)
+        if line.startswith("demo running on"):
+            (folder,) = tmp_path.glob("ov-sdxl-demo-*")
+            seen.update(folder=folder, gradio=os.environ["GRADIO_TEMP_DIR"], made=list(folder.iterdir()))
+            os.kill(os.getpid(), signal.SIGHUP)  # ignored
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        run_demo(runtime, port=free_port(), announce=announce)
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == (ours, signal.SIG_IGN)
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    assert lines[-1] == "demo stopped (SIGTERM); its images and uploads are deleted" and received == []
+    assert seen["gradio"] == str(seen["folder"] / "gradio") and seen["folder"] / "images" in seen["made"]
+    assert list(tmp_path.iterdir()) == [] and os.environ["GRADIO_TEMP_DIR"] == str(tmp_path / "yours")
+
+
 # -- the command ---------------------------------------------------------------------------------------------------
+def as_from_a_terminal() -> None:
+    """Ctrl-C and SIGHUP as a terminal gives them: a suite started in the background without job control (or under
+    nohup) passes them on ignored, and the demo rightly leaves an ignored signal ignored (test_interrupts.start)."""
+    for stop in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_DFL)
+
+
 def start_cli(args: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
     """Run ``ov-sdxl <args>`` and return the process and the URL it prints (waits at most 5 minutes)."""
     process = subprocess.Popen(
@@ -389,7 +505,7 @@ def start_cli(args: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),  # see test_interrupts.start
+        preexec_fn=as_from_a_terminal,
     )
     lines, deadline = [], time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -443,7 +559,8 @@ def test_cli_demo_commands(tiny_model, tmp_path, cli_env):
             timeout=120
         )
         assert Image.open(gallery[0]["image"]).size == (64, 64)
-        assert list((tmp_path / "tmp").glob("ov-sdxl-demo-*/*/*.png"))  # the run's own folder
+        assert list((tmp_path / "tmp").glob("ov-sdxl-demo-*/images/*/*.png"))  # the run's own folder
+        assert list((tmp_path / "tmp").glob("ov-sdxl-demo-*/gradio/*/*.png"))  # Gradio's copy, in the demo's folder
         busy_port = subprocess.run(
             [str(Path(sys.executable).parent / "ov-sdxl"), "demo", "--port", str(port)],
             cwd=tmp_path,
@@ -455,7 +572,7 @@ def test_cli_demo_commands(tiny_model, tmp_path, cli_env):
         assert busy_port.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy_port.stderr
     finally:
         stop_cli(process)
-    assert not list((tmp_path / "tmp").glob("ov-sdxl-demo-*"))
+    assert not list((tmp_path / "tmp").glob("ov-sdxl-demo-*")) and not (tmp_path / "tmp" / "gradio").exists()
     (tmp_path / "models").mkdir()
     missing = subprocess.run(
         README_COMMANDS[1].split(),
@@ -466,6 +583,38 @@ def test_cli_demo_commands(tiny_model, tmp_path, cli_env):
         timeout=120,
     )
     assert missing.returncode == 2 and "models/sdxl does not exist; convert one with" in missing.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_cli_demo_stopped_by_a_signal_leaves_no_file(tiny_model, tmp_path, cli_env, stop):
+    """`kill` (SIGTERM) and a closed terminal (SIGHUP) stop the demo as Ctrl-C does, a run in flight included: exit
+    0, and nothing left in the temporary folder, neither the PNGs nor Gradio's copies of them and of the upload."""
+    tmp = tmp_path / "tmp"
+    upload = tmp_path / "upload.png"
+    Image.new("RGB", (64, 64), (20, 120, 200)).save(upload)
+    process, url = start_cli(["demo", "--model", str(tiny_model), "--port", str(free_port())], cli_env, tmp_path)
+    try:
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 60})
+        sent = handle_file(str(upload))
+        gallery, status, _ = predict(client, prompt=PROMPT, image=sent, steps=2, api_name="/img2img")
+        assert status.startswith("Done") and Image.open(gallery[0]["image"]).size == (64, 64)
+        (folder,) = tmp.glob("ov-sdxl-demo-*")
+        assert list(folder.glob("images/*/image.png")) and list(folder.glob("gradio/*/image.png"))
+        assert list(folder.glob("gradio/*/upload.png")) and not (tmp / "gradio").exists()
+        running = client.submit(prompt=PROMPT, width=256, height=256, steps=100, api_name="/text2img")
+        deadline = time.monotonic() + 120
+        while running.status().code.name != "PROGRESS" and time.monotonic() < deadline:  # its steps have begun
+            time.sleep(0.05)
+        assert not running.done()
+        process.send_signal(stop)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, out
+    assert out.strip().splitlines()[-1] == f"demo stopped ({stop.name}); its images and uploads are deleted", out
+    assert not folder.exists() and not (tmp / "gradio").exists(), sorted(map(str, tmp.rglob("*")))
 
 
 # -- load: clients at once, against the command's server in its own process ------------------------------------
