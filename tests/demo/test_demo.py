@@ -97,12 +97,13 @@ def test_text2img_writes_pngs_that_carry_their_parameters(handlers):
         handlers, "Text to image", PROMPT, "blurry", seed="7", num_images=2.0, progress=progress, **SMALL
     )
     assert seed == "7" and status.startswith("Done: seed 7, 128×96")
-    assert [caption for _, caption in gallery] == ["1: seed 7", "2: seed 7"]
-    for path, _ in gallery:
+    assert [caption for _, caption in gallery] == ["1: seed 7", "2: seed 8"]  # each image its own seed
+    for (path, _), own_seed in zip(gallery, ("7", "8"), strict=True):
         image = Image.open(path)
         assert image.size == (128, 96) and image.format == "PNG"
         meta = image.text
-        assert (meta["prompt"], meta["negative_prompt"], meta["seed"], meta["steps"]) == (PROMPT, "blurry", "7", "3")
+        assert (meta["prompt"], meta["negative_prompt"], meta["steps"]) == (PROMPT, "blurry", "3")
+        assert meta["seed"] == own_seed
         assert meta["mode"] == "text2img" and meta["model"] == str(handlers.runtime.layout.root)
     assert parameters["seed"] == "7" and parameters["width"] == "128"
     assert progress.calls[0][1].startswith("Preparing the model")
