@@ -57,6 +57,7 @@ def test_ctrl_c_during_generation(tiny_model, tmp_path):
         "512",
         "--output",
         str(tmp_path / "out.png"),
+        "--verbose",  # the shaping line below is one of ov-sdxl's details, shown with --verbose
     ]
     process = start(argv, tmp_path)
     wait_for(process, "shaping base unet")
