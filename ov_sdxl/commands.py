@@ -45,6 +45,7 @@ def _convert(args: argparse.Namespace) -> int:
         max_memory=parse_size(args.max_memory) if args.max_memory else None,
         calibration_prompts=args.calibration_prompts,
         calibration_samples=args.calibration_samples,
+        taesdxl=args.taesdxl,
     )
     result = convert_models(config)  # the export runs in child processes, which keep their own output quiet
     print(f"{'already converted' if result.skipped else 'converted'}: {result.output}")
@@ -75,6 +76,7 @@ def _generate(args: argparse.Namespace) -> int:
             embeddings=tuple(args.embedding),
             watermark=args.watermark,
             preset=args.preset,
+            vae=args.vae,
             one_shot=True,  # one request per process: base and refiner never compiled at once
         )
     )
@@ -149,6 +151,7 @@ def _demo(args: argparse.Namespace) -> int:
             embeddings=tuple(args.embedding),
             watermark=args.watermark,
             preset=args.preset,
+            vae=args.vae,
         )
     )
     from ov_sdxl.demo import run_demo  # imports Gradio: only this command needs it

@@ -42,6 +42,13 @@ class Precision(str, Enum):
     F16 = "f16"
 
 
+class Vae(str, Enum):
+    """What turns the final latents into pixels: SDXL's own VAE, or TAESDXL (fast, approximate; convert --taesdxl)."""
+
+    FULL = "full"
+    TAESDXL = "taesdxl"
+
+
 @dataclass(frozen=True)
 class ConvertConfig:
     """One conversion: SDXL base (and optionally refiner) sources into an ov-sdxl model folder."""
@@ -60,6 +67,7 @@ class ConvertConfig:
     calibration_samples: int | None = (
         None  # hybrid-int8: UNet calls calibrated on, per UNet; None: convert.hybrid.SAMPLES
     )
+    taesdxl: str | None = None  # TAESDXL (AutoencoderTiny): hub id or folder; its decoder is exported too
 
     def __post_init__(self) -> None:
         _set(self, "weights", _enum(WeightFormat, self.weights, "weight format"))
@@ -92,7 +100,7 @@ class ConvertConfig:
         elif self.few_step is not None and not isinstance(self.few_step, ModelInfo):
             raise ConfigError(f"--few-step must be text such as turbo, lightning:4 or lcm, got {self.few_step!r}")
         _set(self, "output", Path(self.output))
-        for name in ("base", "refiner"):
+        for name in ("base", "refiner", "taesdxl"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError(f"--{name} must be a hub id, a diffusers folder or a file, got {value!r}")
@@ -115,10 +123,12 @@ class RuntimeConfig:
     watermark: bool = False  # SDXL's invisible watermark in every image (needs invisible-watermark)
     preset: Preset | None = None  # None: the one that matches the model's weights (formats.py)
     one_shot: bool = False  # one request, then the process ends: base+refiner gives the base's UNet back first
+    vae: Vae = Vae.FULL  # the final decode (and previews): SDXL's VAE, or TAESDXL where converted
 
     def __post_init__(self) -> None:
         _set(self, "model_dir", Path(self.model_dir))
         _set(self, "precision", _enum(Precision, self.precision, "precision"))
+        _set(self, "vae", _enum(Vae, self.vae, "vae"))
         if self.preset is not None:
             _set(self, "preset", _enum(Preset, self.preset, "preset"))
         if not isinstance(self.device, str) or not self.device.strip():

@@ -7,6 +7,7 @@ written last, so its presence means "finished". Loading checks sizes (cheap); ``
     layout = ModelLayout.open("models/sdxl")      # raises ModelNotFoundError / CorruptModelError
     layout.base, layout.refiner, layout.manifest
     layout.shared_parts()                         # sub-models the refiner can take from the base
+    layout.tiny_vae                               # the TAESDXL decoder's folder, or None
 
 A plain optimum-intel export (a folder holding ``model_index.json``) is accepted as a base-only model.
 """
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "ov_sdxl.json"
 FORMAT_VERSION = 1
 STAGES = ("base", "refiner")
+TINY_VAE = "taesdxl"  # the manifest's source key and the folder of the TAESDXL decoder (convert/tiny_vae.py)
 SHAREABLE_PARTS = ("text_encoder_2", "vae_decoder", "vae_encoder")
 CONVERT_HINT = "convert one with: python convert.py --base <hub id or folder> --output <dir>"
 
@@ -83,10 +85,24 @@ def write_manifest(
         **(extra or {}),
         "files": describe_files(root, known),
     }
+    _write_atomically(root, manifest)
+    return manifest
+
+
+def add_source(root: Path, key: str, label: str) -> None:
+    """Record a source added to a finished model (``key``'s files are in place): the manifest gains its label
+    and the files it brought; the other entries are kept as they are."""
+    manifest = read_manifest(root)
+    known = {rel: entry["sha256"] for rel, entry in manifest["files"].items() if not rel.startswith(f"{key}/")}
+    manifest["sources"][key] = label
+    manifest["files"] = describe_files(root, known)
+    _write_atomically(root, manifest)
+
+
+def _write_atomically(root: Path, manifest: dict[str, Any]) -> None:
     tmp = root / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     os.replace(tmp, root / MANIFEST_NAME)
-    return manifest
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
@@ -114,6 +130,7 @@ class ModelLayout:
     base: Path
     refiner: Path | None
     manifest: dict[str, Any] | None
+    tiny_vae: Path | None = None  # the TAESDXL decoder's folder, when one was converted
 
     @classmethod
     def open(cls, root: str | Path) -> ModelLayout:
@@ -134,7 +151,10 @@ class ModelLayout:
         for path in stages.values():
             if not (path / "model_index.json").is_file():
                 raise ModelNotFoundError(f"sub-model {path} is missing; reconvert with --overwrite")
-        layout = cls(root=root, base=stages["base"], refiner=stages.get("refiner"), manifest=manifest)
+        tiny_vae = root / TINY_VAE / "vae_decoder" if manifest["sources"].get(TINY_VAE) else None
+        layout = cls(
+            root=root, base=stages["base"], refiner=stages.get("refiner"), manifest=manifest, tiny_vae=tiny_vae
+        )
         layout.check_sizes()
         return layout
 

@@ -33,6 +33,12 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refiner", help="SDXL refiner: hub id, diffusers folder or single .safetensors file")
     p.add_argument("--output", required=True, type=Path, help="model folder to create")
     p.add_argument(
+        "--taesdxl",
+        metavar="SRC",
+        help="also convert TAESDXL (madebyollin/taesdxl, or a local AutoencoderTiny folder): a fast approximate "
+        "decoder for generate --vae taesdxl and sharper previews; added alone to a model converted before",
+    )
+    p.add_argument(
         "--weights",
         default="fp16",
         choices=_values(WeightFormat),
@@ -177,7 +183,8 @@ def _add_feature_reuse(p: argparse.ArgumentParser) -> None:
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
-    """Runtime options of generate and demo: the preset, textual-inversion embeddings, the invisible watermark."""
+    """Runtime options of generate and demo: the preset, the decoder, embeddings, the invisible watermark."""
+    from ov_sdxl.config import Vae
     from ov_sdxl.formats import Preset
 
     p.add_argument(
@@ -185,6 +192,13 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
         choices=_values(Preset),
         help="quality (fp16 weights), balanced (int8) or fast (hybrid-int8, guidance in the early steps only); "
         "each runs the weights of its conversion (convert --weights); default: the model's own",
+    )
+    p.add_argument(
+        "--vae",
+        default=Vae.FULL.value,
+        choices=_values(Vae),
+        help="full (default): SDXL's VAE decodes; taesdxl: TAESDXL, about 40x faster and approximate (fine detail "
+        "differs), also for the previews; needs convert --taesdxl",
     )
     p.add_argument(
         "--embedding",

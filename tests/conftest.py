@@ -39,7 +39,8 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_hybrid_model(tiny_sources, tmp_path_factory):
-    """The tiny base + refiner converted with --weights hybrid-int8 by the CLI, calibrated on two prompts."""
+    """The tiny base + refiner (and TAESDXL) converted with --weights hybrid-int8 by the CLI, calibrated on two
+    prompts."""
     from ov_sdxl.cli import main
 
     base_dir, refiner_dir = tiny_sources
@@ -48,6 +49,7 @@ def tiny_hybrid_model(tiny_sources, tmp_path_factory):
     prompts.write_text(TWO_PROMPTS, encoding="utf-8")
     os.environ["HF_DATASETS_OFFLINE"] = "1"  # the children inherit it: a caption dataset download would fail
     argv = ["convert", "--base", base_dir, "--refiner", refiner_dir, "--output", folder / "model"]
+    argv += ["--taesdxl", base_dir.parent / "taesdxl"]  # the tiny TAESDXL build_tiny_sources wrote
     code = main([str(a) for a in [*argv, "--weights", "hybrid-int8", "--calibration-prompts", prompts]])
     assert code == 0
     return folder / "model", prompts

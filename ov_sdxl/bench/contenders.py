@@ -75,6 +75,14 @@ CONTENDERS: dict[str, ContenderSpec] = {
             "hybrid-int8",
             floor_steps=False,  # int8 activations, and unguided (half-batch) steps after the guidance window
         ),
+        ContenderSpec(
+            "ov-sdxl:fast+taesdxl",
+            "ov-sdxl",
+            {"preset": "fast", "vae": "taesdxl"},
+            "ov-sdxl, fast preset, TAESDXL decode (approximate)",
+            "hybrid-int8",
+            floor_steps=False,
+        ),
     )
 }
 
@@ -208,6 +216,8 @@ class _Runner:
             self.runtime = SDXLRuntime(RuntimeConfig(model_dir=self.job["model"], device="CPU", **options))
             self.base = self.runtime.pipelines.base
             self.refiner = self.runtime.pipelines.refiner if self.two_stage else None
+            if self.runtime.tiny_decoder is not None:  # --vae taesdxl decodes there, not in the pipelines' VAE
+                self.timers.wrap(self.runtime.tiny_decoder, "decode", "vae_decode")
         else:
             loader = _load_torch if self.kind == "torch" else _load_optimum
             self.base, self.refiner = loader(self.job, self.two_stage)

@@ -97,6 +97,8 @@ def _unfit(spec: ContenderSpec, layout: ModelLayout) -> str | None:
 
     if spec.kind != "ov-sdxl" or "preset" not in spec.options:
         return None
+    if spec.options.get("vae") == "taesdxl" and layout.tiny_vae is None:
+        return "needs a model converted with --taesdxl"
     try:
         resolve_preset(spec.options["preset"], (layout.manifest or {}).get("weights"))
     except ConfigError as exc:

@@ -105,9 +105,10 @@ def _build(kind: str, cache: Path, synthetic: Path, weights: tuple[str, ...]) ->
 
 def _made(model: Path) -> bool:
     """Whether a conversion finished in ``model`` (its manifest is written last)."""
-    from ov_sdxl.layout import read_manifest
+    from ov_sdxl.layout import TINY_VAE, read_manifest
 
-    return model.is_dir() and read_manifest(model) is not None
+    manifest = read_manifest(model) if model.is_dir() else None
+    return manifest is not None and TINY_VAE in manifest["sources"]
 
 
 def _built(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path] | None:
@@ -121,6 +122,8 @@ def _built(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path] | None:
         return None
     manifest = read_manifest(model) if model.is_dir() else None
     if manifest is None or (kind == "tiny" and (manifest["sources"], manifest["weights"]) != (TINY_SOURCES, "fp32")):
+        return None
+    if not _made(model):  # made before TAESDXL was part of it
         return None
     log.info("%s model already built in %s", kind, model)
     return sources / "base", sources / "refiner"
@@ -138,10 +141,12 @@ def _build_here(kind: str, cache: Path, synthetic: Path, weights: tuple[str, ...
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     base, refiner = _tiny(cache / "tiny") if kind == "tiny" else _synthetic(cache, synthetic)
+    taesdxl = str(base.parent / "taesdxl")  # every conversion has TAESDXL (the fast+taesdxl contender)
     for weight in weights:
         log.info("converting the %s model with --weights %s, once", kind, weight)
         output = _converted(kind, cache, weight)
-        convert_models(ConvertConfig(base=str(base), refiner=str(refiner), output=output, weights=weight))
+        config = ConvertConfig(base=str(base), refiner=str(refiner), output=output, weights=weight, taesdxl=taesdxl)
+        convert_models(config)
     return base, refiner
 
 
@@ -162,7 +167,10 @@ def _synthetic(cache: Path, synthetic: Path) -> tuple[Path, Path]:
 
     log.info("synthetic full-size SDXL in %s (built once, about 12 GB of fp16 safetensors)", synthetic)
     base, refiner = build_synthetic_sources(synthetic)
-    convert_models(ConvertConfig(base=str(base), refiner=str(refiner), output=cache / "synthetic-fp16"))
+    taesdxl = str(base.parent / "taesdxl")
+    convert_models(
+        ConvertConfig(base=str(base), refiner=str(refiner), output=cache / "synthetic-fp16", taesdxl=taesdxl)
+    )
     return base, refiner
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from ov_sdxl.config import ConvertConfig, WeightFormat
 from ov_sdxl.convert.sources import COMPONENT, STAGE_GROUPS, StageSource, estimate, resolve_source
 from ov_sdxl.errors import ConfigError, ConversionError, InputError, OvSdxlError
-from ov_sdxl.layout import ModelLayout, sha256_file, write_manifest
+from ov_sdxl.layout import TINY_VAE, ModelLayout, add_source, sha256_file, write_manifest
 from ov_sdxl.resources import check_free, gb, run_watched
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,37 @@ def _hybrid_unet(stage: str, config: ConvertConfig, partial: Path, progress: _Pr
     report.append({"stage": stage, "parts": parts, "seconds": watched.seconds, "peak_rss": watched.peak_rss})
 
 
+def _tiny_vae(folder: Path, label: str, config: ConvertConfig, target: Path, progress: _Progress | None, report):
+    """Export the TAESDXL decoder from ``folder`` into ``target`` (reused when an earlier run did it from
+    ``label``)."""
+    from ov_sdxl.convert.tiny_vae import PART, TinyVaeJob
+
+    if progress is not None and progress.finished(TINY_VAE, PART, step=label):
+        log.info("[%s] %s: finished in an earlier run, reused", TINY_VAE, PART)
+        return
+    log.info("[%s] exporting the decoder from %s (fp16)", TINY_VAE, label)
+    job = TinyVaeJob(source=str(folder), output=str(target))
+    watched, _ = _run_child("ov_sdxl.convert.tiny_vae", job, f"exporting TAESDXL from {label}", config)
+    if progress is not None:
+        progress.record(TINY_VAE, PART, step=label)
+    log.info("[%s] %s done in %.0f s, peak %s", TINY_VAE, PART, watched.seconds, gb(watched.peak_rss))
+    report.append({"stage": TINY_VAE, "parts": [PART], "seconds": watched.seconds, "peak_rss": watched.peak_rss})
+
+
+def _add_tiny_vae(config: ConvertConfig, folder: Path, label: str, started: float) -> ConvertResult:
+    """A finished model gains TAESDXL (or another one): only its decoder is exported, beside the rest."""
+    output, report = config.output, []
+    work = output.parent / f".{output.name}.{TINY_VAE}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    _tiny_vae(folder, label, config, work, None, report)
+    shutil.rmtree(output / TINY_VAE, ignore_errors=True)
+    os.replace(work, output / TINY_VAE)
+    add_source(output, TINY_VAE, label)
+    seconds = time.monotonic() - started
+    log.info("added TAESDXL from %s to %s in %.0f s", label, output, seconds)
+    return ConvertResult(output, skipped=False, seconds=seconds, peak_rss=report[0]["peak_rss"], parts=tuple(report))
+
+
 def _reason(kind: str, message: str) -> str:
     """The cause in a line; a full disk is named as such wherever it surfaced."""
     words = ("No space left on device", "File too large", "Disk quota exceeded", "os error 28", "os error 27")
@@ -241,8 +272,11 @@ def _convert_stage(stage, source, sources, config, partial, progress, report, ca
         _hybrid_unet(stage, config, partial, progress, calibration, report)
 
 
-def _already_done(config: ConvertConfig, labels: dict[str, str | None], calibration: Any = None) -> bool:
-    """True when the output already is a complete model of this request (and --overwrite is not given)."""
+def _already_done(
+    config: ConvertConfig, labels: dict[str, str | None], calibration: Any = None, tiny_label: str | None = None
+) -> bool | str:
+    """True when the output already is a complete model of this request (and --overwrite is not given);
+    ``"add-taesdxl"`` when it is, but for the TAESDXL asked for (which can be added alone)."""
     output = config.output
     if not output.exists() or config.overwrite:
         return False
@@ -260,15 +294,18 @@ def _already_done(config: ConvertConfig, labels: dict[str, str | None], calibrat
     loras = [[spec.path.name, spec.scale] for spec in config.loras]
     recorded_loras = [[entry["file"], entry["scale"]] for entry in manifest.get("loras", [])]
     model_info = config.few_step.manifest_entry() if config.few_step is not None else None
-    same = manifest.get("weights") == config.weights.value and manifest["sources"] == labels
+    recorded_sources = {key: value for key, value in manifest["sources"].items() if key != TINY_VAE}
+    same = manifest.get("weights") == config.weights.value and recorded_sources == labels
     recorded = manifest.get("calibration") or {}
     wanted = [calibration.sha256, calibration.samples] if calibration is not None else [None, None]
     same = same and [recorded.get("prompts_sha256"), recorded.get("samples_per_unet")] == wanted
     if not same or recorded_loras != loras or manifest.get("model_info") != model_info:
         raise ConfigError(
             f"--output {output} already holds a different conversion "
-            f"({manifest.get('weights')} of {manifest['sources']}); add --overwrite to replace it"
+            f"({manifest.get('weights')} of {recorded_sources}); add --overwrite to replace it"
         )
+    if tiny_label is not None and manifest["sources"].get(TINY_VAE) != tiny_label:
+        return "add-taesdxl"
     return True
 
 
@@ -285,7 +322,16 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
         from ov_sdxl.convert.hybrid import read_prompts
 
         calibration = read_prompts(config.calibration_prompts, config.calibration_samples)
-    if _already_done(config, labels, calibration):
+    tiny_label = (source_labels or {}).get(TINY_VAE, config.taesdxl)
+    done = _already_done(config, labels, calibration, tiny_label)
+    tiny_vae = None
+    if config.taesdxl is not None:
+        from ov_sdxl.convert.tiny_vae import resolve
+
+        tiny_vae = resolve(config.taesdxl)
+    if done == "add-taesdxl":
+        return _add_tiny_vae(config, tiny_vae, tiny_label, started)
+    if done:
         log.info("%s is already converted (%s); nothing to do (--overwrite redoes it)", config.output, config.weights)
         return ConvertResult(config.output, skipped=True, seconds=time.monotonic() - started)
     sources = {stage: resolve_source(src, stage, config) for stage, src in stages.items() if src}
@@ -298,6 +344,9 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
     report: list[dict[str, Any]] = []
     for stage, source in sources.items():
         _convert_stage(stage, source, sources, config, partial, progress, report, calibration)
+    if tiny_vae is not None:
+        _tiny_vae(tiny_vae, tiny_label, config, partial / TINY_VAE, progress, report)
+        labels[TINY_VAE] = tiny_label
     (partial / PROGRESS).unlink()
     extra: dict[str, Any] = {}
     if config.loras:

@@ -122,12 +122,12 @@ def _hub_snapshot(repo_id: str, stage: str, weights: WeightFormat) -> Path:
                 f"--{stage} {repo_id}: the hub is offline (HF_HUB_OFFLINE=1) and this model is not in the local "
                 "Hugging Face cache; download it first or pass a local diffusers folder"
             ) from None
-        raise ModelNotFoundError(f"--{stage} {repo_id}: {_hub_problem(exc)}") from exc
+        raise ModelNotFoundError(f"--{stage} {repo_id}: {hub_problem(exc)}") from exc
     _check_folder(folder, stage)
     return folder
 
 
-def _hub_problem(exc: Exception) -> str:
+def hub_problem(exc: Exception) -> str:
     """What went wrong with a hub download, in one line of ours (the library's sentences span several)."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 

@@ -2,14 +2,17 @@
 
     from ov_sdxl.runtime.decode import decode_latents
     images, note = decode_latents(pipe, latents, f32_decoder=pipes.f32_vae_decoder)
+    images, note = decode_latents(pipe, latents, f32_decoder, tiny=runtime.tiny_decoder)   # TAESDXL instead
 
 The decode is diffusers' own (``latents / scaling_factor`` -> VAE -> ``image_processor.postprocess``). In reduced
 precision (bf16/f16) SDXL's VAE can overflow; when the result is not finite or entirely black, the decode is run
-again with the VAE in f32, and if that does not give a usable image a ``GenerationError`` says so.
+again with the VAE in f32, and if that does not give a usable image a ``GenerationError`` says so. With ``tiny``
+(a ``TinyDecoder``, TAESDXL) the latents are decoded by it as they are, with the same check and fallback.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -32,10 +35,17 @@ def problem(image: Any) -> str | None:
     return None
 
 
-def decode_latents(pipe: Any, latents: Any, f32_decoder: Callable[[Any], Any] | None) -> tuple[list[Any], str | None]:
-    """Decode ``latents`` with ``pipe``'s VAE; return the PIL images and a note when the f32 fallback was used."""
-    scaled = latents / pipe.vae.config.scaling_factor
-    image = pipe.vae.decode(scaled, return_dict=False)[0]
+def decode_latents(
+    pipe: Any, latents: Any, f32_decoder: Callable[[Any], Any] | None, tiny: Any = None
+) -> tuple[list[Any], str | None]:
+    """Decode ``latents`` with ``pipe``'s VAE (or ``tiny``); return the PIL images and a note when the f32 fallback
+    was used. ``f32_decoder`` None: the decode already ran in f32, there is nothing to fall back to."""
+    if tiny is None:
+        scaled = latents / pipe.vae.config.scaling_factor
+        image = pipe.vae.decode(scaled, return_dict=False)[0]
+    else:
+        scaled, f32_decoder = latents, f32_decoder and functools.partial(tiny.decode, f32=True)
+        image = tiny.decode(latents)
     issue = problem(image)
     note = None
     if issue is not None:

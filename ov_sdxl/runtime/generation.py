@@ -6,7 +6,8 @@
 
 ``Run`` and ``Steps`` are the runtime's own: ``Steps`` turns diffusers' ``callback_on_step_end`` into
 ``progress(stage, step, total)`` reports and ``preview(stage, step, images)`` calls (previews.py) every
-``preview_every`` steps, and stops the run (GenerationCancelled) once ``cancel`` is set.
+``preview_every`` steps (by TAESDXL when the runtime decodes with it), and stops the run (GenerationCancelled) once
+``cancel`` is set.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Steps:
         cancel: threading.Event | None,
         preview: Preview | None = None,
         preview_every: int = 1,
+        previewer: Callable[[Any], list[Any]] | None = None,
     ):
         if not isinstance(preview_every, int) or isinstance(preview_every, bool) or preview_every < 1:
             raise ConfigError(f"preview_every {preview_every!r} must be a whole number >= 1")
@@ -94,6 +96,7 @@ class Steps:
             raise ConfigError(f"preview must be a function (stage, step, images), got {preview!r}")
         self.progress, self.cancel = progress, cancel
         self.preview, self.preview_every = preview, preview_every
+        self.previewer = previewer  # latents -> PIL images; None: the linear approximation of previews.py
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -106,7 +109,7 @@ class Steps:
             if self.preview is not None and ((step + 1) % self.preview_every == 0 or step + 1 == pipe.num_timesteps):
                 from ov_sdxl.runtime.previews import latent_preview
 
-                self.preview(stage, step + 1, latent_preview(callback_kwargs["latents"]))
+                self.preview(stage, step + 1, (self.previewer or latent_preview)(callback_kwargs["latents"]))
             self.check()
             return callback_kwargs
 

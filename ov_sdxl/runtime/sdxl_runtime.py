@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationParams, Mode, Precision, RuntimeConfig
+from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationParams, Mode, Precision, RuntimeConfig, Vae
 from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, ModelNotFoundError
 from ov_sdxl.layout import ModelLayout
 from ov_sdxl.model_info import ModelInfo
@@ -36,6 +36,7 @@ from ov_sdxl.runtime.feature_cache import FeatureCache
 from ov_sdxl.runtime.generation import GenerationResult, Preview, Progress, Run, Steps
 from ov_sdxl.runtime.pipelines import PipelineSet, check_device
 from ov_sdxl.runtime.presets import GUIDED_TENSORS, resolve_preset, uses_guidance
+from ov_sdxl.runtime.tiny_decoder import TinyDecoder
 from ov_sdxl.runtime.watermark import WATERMARK_METADATA, Watermarker
 from ov_sdxl.runtime.weighting import CHUNK, chunk_count, encode, needs_embeddings
 from ov_sdxl.schedulers import make_scheduler, scheduler_name
@@ -59,8 +60,19 @@ class SDXLRuntime:
         self._embeddings = EmbeddingSet(self.layout.base)
         self._features = FeatureCache(config.device, self.pipelines.ov_config)  # the feature-reuse UNets
         self.pipelines.on_load = self._embeddings.apply
+        self.tiny_decoder = self._tiny_decoder()  # TAESDXL, with vae="taesdxl"; None: SDXL's VAE decodes
         for spec in config.embeddings:
             self.load_embedding(spec.path, spec.token)
+
+    def _tiny_decoder(self) -> TinyDecoder | None:
+        if self.config.vae is not Vae.TAESDXL:
+            return None
+        if self.layout.tiny_vae is None:
+            raise ModelNotFoundError(
+                f"vae taesdxl: {self.layout.root} has no TAESDXL; add it by running the same convert command again "
+                "with --taesdxl madebyollin/taesdxl (only TAESDXL is exported)"
+            )
+        return TinyDecoder(self.layout.tiny_vae, self.config.device, self.pipelines.ov_config)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, device: str = "CPU", **options: Any) -> SDXLRuntime:
@@ -178,7 +190,8 @@ class SDXLRuntime:
             self._watermarker.check_size(width, height)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         generators = [torch.Generator("cpu").manual_seed(s) for s in image_seeds(seed, params.num_images)]
-        steps = Steps(progress, cancel, preview, preview_every)
+        previewer = self.tiny_decoder.preview if self.tiny_decoder is not None else None
+        steps = Steps(progress, cancel, preview, preview_every, previewer)
         run = Run(self._embeddings.canonical_params(params), width, height, generators, steps)
         run.notes.extend(notes)
         for note in self._embeddings.notes(params):
@@ -207,6 +220,7 @@ class SDXLRuntime:
             scheduler=run.scheduler,
             extra={
                 **self.preset.metadata(),
+                **({"vae": Vae.TAESDXL.value} if self.tiny_decoder is not None else {}),
                 **self._embeddings.metadata(),
                 **(WATERMARK_METADATA if self._watermarker else {}),
             },
@@ -334,7 +348,7 @@ class SDXLRuntime:
         fallback = (
             None if self.config.precision is Precision.F32 else functools.partial(self.pipelines.decode_f32, pipe)
         )
-        images, note = decode_latents(pipe, latents, fallback)
+        images, note = decode_latents(pipe, latents, fallback, self.tiny_decoder)
         if note:
             run.notes.append(note)
         if self._watermarker is not None:

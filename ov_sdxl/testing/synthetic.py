@@ -70,7 +70,8 @@ def count_parameters(stage: str) -> dict[str, int]:
 
 
 def build_synthetic_sources(directory: str | Path, dtype: str = "fp16", seed: int = 0) -> tuple[Path, Path]:
-    """Write base and refiner diffusers folders (safetensors) under ``directory``; reuse them when complete."""
+    """Write base and refiner diffusers folders (safetensors) under ``directory``, and a TAESDXL in
+    ``directory/taesdxl``; reuse them when complete."""
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
     from transformers import CLIPTokenizer
 
@@ -103,4 +104,18 @@ def build_synthetic_sources(directory: str | Path, dtype: str = "fp16", seed: in
         pipe.save_pretrained(partial, safe_serialization=True)
         partial.rename(folder)
         del pipe, parts
+    _build_taesdxl(directory / "taesdxl", seed)
     return out["base"], out["refiner"]
+
+
+def _build_taesdxl(folder: Path, seed: int) -> None:
+    """TAESDXL's architecture (diffusers' AutoencoderTiny defaults, as madebyollin/taesdxl's config), random."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    if (folder / "config.json").is_file():
+        return
+    torch.manual_seed(seed + 5)
+    partial = folder.with_name(folder.name + ".partial")
+    AutoencoderTiny().eval().save_pretrained(partial, safe_serialization=True)
+    partial.rename(folder)

@@ -6,7 +6,7 @@ CLIP tokenizer built from the BPE file that ``open-clip-torch`` ships, so prompt
 Nothing is downloaded. Tests, notebooks and the offline demo all use them.
 
     from ov_sdxl.testing import build_tiny_sources, build_tiny_model
-    base_dir, refiner_dir = build_tiny_sources("/tmp/tiny-src")      # diffusers folders (PyTorch)
+    base_dir, refiner_dir = build_tiny_sources("/tmp/tiny-src")      # diffusers folders (PyTorch), and taesdxl/
     model_dir = build_tiny_model("models/tiny")                       # converted ov-sdxl model folder
 
 The VAE keeps SDXL's 8x downscaling (four blocks) so that SDXL's real sizes (1024x1024 and the other trained
@@ -25,9 +25,14 @@ log = logging.getLogger(__name__)
 
 TEXT_HIDDEN = 32
 TIME_EMBED_DIM = 8
-TINY_SOURCES = {"base": "tiny-random-sdxl-base", "refiner": "tiny-random-sdxl-refiner"}
+TINY_SOURCES = {
+    "base": "tiny-random-sdxl-base",
+    "refiner": "tiny-random-sdxl-refiner",
+    "taesdxl": "tiny-random-taesdxl",
+}
 BASE_SEED = 0
 REFINER_SEED = 1
+TAESDXL_SEED = 2
 
 
 def _text_config(with_projection: bool):
@@ -94,6 +99,23 @@ def _vae():
     )
 
 
+def build_tiny_taesdxl(folder: str | Path) -> Path:
+    """Save a tiny random TAESDXL (diffusers' AutoencoderTiny: 8x, 4 latent channels) as a diffusers folder."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(TAESDXL_SEED)
+    channels, blocks = (16, 16, 16, 16), (1, 1, 1, 1)
+    tiny = AutoencoderTiny(
+        encoder_block_out_channels=channels,
+        decoder_block_out_channels=channels,
+        num_encoder_blocks=blocks,
+        num_decoder_blocks=blocks,
+    )
+    tiny.eval().save_pretrained(folder, safe_serialization=True)
+    return Path(folder)
+
+
 def _scheduler():
     from diffusers import EulerDiscreteScheduler
 
@@ -111,7 +133,8 @@ def _scheduler():
 
 
 def build_tiny_sources(directory: str | Path) -> tuple[Path, Path]:
-    """Save a tiny SDXL base and refiner as diffusers folders (safetensors) under ``directory``."""
+    """Save a tiny SDXL base and refiner as diffusers folders (safetensors) under ``directory``, and a tiny
+    TAESDXL in ``directory/taesdxl``."""
     import torch
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -154,6 +177,7 @@ def build_tiny_sources(directory: str | Path) -> tuple[Path, Path]:
         add_watermarker=False,
     )
     refiner.save_pretrained(refiner_dir, safe_serialization=True)
+    build_tiny_taesdxl(directory / "taesdxl")
     log.info("tiny SDXL sources written to %s", directory)
     return base_dir, refiner_dir
 
@@ -174,7 +198,12 @@ def build_tiny_model(output: str | Path, weights: str = "fp32", overwrite: bool 
     with tempfile.TemporaryDirectory(prefix="ov-sdxl-tiny-") as tmp:
         base_dir, refiner_dir = build_tiny_sources(tmp)
         config = ConvertConfig(
-            base=str(base_dir), refiner=str(refiner_dir), output=output, weights=weights, overwrite=overwrite
+            base=str(base_dir),
+            refiner=str(refiner_dir),
+            output=output,
+            weights=weights,
+            overwrite=overwrite,
+            taesdxl=str(base_dir.parent / "taesdxl"),
         )
         convert_models(config, source_labels=TINY_SOURCES)
     return output

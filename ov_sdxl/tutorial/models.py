@@ -183,7 +183,7 @@ def choose_model(
     if model_dir:
         path = Path(model_dir).expanduser()
         manifest = ModelLayout.open(path).manifest or {}  # ModelNotFoundError... naming the command that converts
-        is_tiny = tiny or manifest.get("sources") == TINY_SOURCES
+        is_tiny = tiny or manifest.get("sources", {}).get("base") == TINY_SOURCES["base"]
         settings = _settings(is_tiny, manifest.get("weights"))
         return ModelChoice(path, device, is_tiny, "OV_SDXL_MODEL_DIR", settings, given=True)
     root = Path(root) if root is not None else models_root()

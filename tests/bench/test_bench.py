@@ -30,6 +30,7 @@ def _tiny_cache(tmp_path, tiny_model, tiny_sources, hybrid=None):
         (cache / "tiny" / "model-hybrid-int8").symlink_to(hybrid, target_is_directory=True)
     for stage, folder in zip(("base", "refiner"), tiny_sources, strict=True):
         (cache / "tiny" / "sources" / stage).symlink_to(folder, target_is_directory=True)
+    (cache / "tiny" / "sources" / "taesdxl").symlink_to(tiny_sources[0].parent / "taesdxl", target_is_directory=True)
     return cache
 
 
@@ -68,7 +69,8 @@ def test_bench_tiny_quick_every_contender(tmp_path, tiny_model, tiny_sources, ti
     assert drift["ov-sdxl:quality"] == 0 and 0 < drift["ov-sdxl:balanced"] < drift["ov-sdxl:fast"] < 60, drift
     assert "MAD vs quality" in table and "measures drift, not beauty" in table
     presets = [name for name in CONTENDERS if name.startswith("ov-sdxl:")]
-    assert presets == ["ov-sdxl:quality", "ov-sdxl:balanced", "ov-sdxl:fast"] and list(results["ratios"]) == presets
+    assert presets == ["ov-sdxl:quality", "ov-sdxl:balanced", "ov-sdxl:fast", "ov-sdxl:fast+taesdxl"]
+    assert list(results["ratios"]) == presets
     for preset in presets:
         reference = results["contenders"][preset]["figures"]
         assert set(results["ratios"][preset]) == set(CONTENDERS) - set(presets)
