@@ -51,9 +51,10 @@ class Vae(str, Enum):
 
 @dataclass(frozen=True)
 class ConvertConfig:
-    """One conversion: SDXL base (and optionally refiner) sources into an ov-sdxl model folder."""
+    """One conversion: SDXL base (and optionally refiner) sources into an ov-sdxl model folder; or, with
+    ``base=None``, only ``taesdxl`` added to the converted model in ``output``."""
 
-    base: str
+    base: str | None
     output: Path
     refiner: str | None = None
     weights: WeightFormat = WeightFormat.FP16
@@ -104,6 +105,23 @@ class ConvertConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError(f"--{name} must be a hub id, a diffusers folder or a file, got {value!r}")
+        if self.base is None:
+            if self.taesdxl is None:
+                raise ConfigError("--base is needed (without it, convert only adds --taesdxl to a converted model)")
+            given = [
+                flag
+                for flag, value in (
+                    ("--refiner", self.refiner),
+                    ("--lora", self.loras),
+                    ("--few-step", self.few_step),
+                    ("--single-file-config", self.single_file_config),
+                    ("--calibration-prompts", self.calibration_prompts),
+                    ("--calibration-samples", self.calibration_samples),
+                )
+                if value
+            ]
+            if given:
+                raise ConfigError(f"{given[0]} needs --base (without it, only --taesdxl is added to --output)")
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,21 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     from ov_sdxl.formats import WeightFormat
 
     p = sub.add_parser("convert", help="export SDXL base (+ refiner) to OpenVINO IR")
-    p.add_argument("--base", required=True, help="SDXL base: hub id, diffusers folder or single .safetensors file")
+    p.add_argument(
+        "--base",
+        help="SDXL base: hub id, diffusers folder or single .safetensors file (leave it out to add only --taesdxl "
+        "to the converted model in --output)",
+    )
     p.add_argument("--refiner", help="SDXL refiner: hub id, diffusers folder or single .safetensors file")
-    p.add_argument("--output", required=True, type=Path, help="model folder to create")
+    p.add_argument(
+        "--output", required=True, type=Path, help="model folder to create (or, with --taesdxl alone, to add to)"
+    )
     p.add_argument(
         "--taesdxl",
         metavar="SRC",
         help="also convert TAESDXL (madebyollin/taesdxl, or a local AutoencoderTiny folder): a fast approximate "
-        "decoder for generate --vae taesdxl and sharper previews; added alone to a model converted before",
+        "decoder for generate --vae taesdxl and sharper previews; with --output a converted model and no --base, "
+        "only TAESDXL is added to it",
     )
     p.add_argument(
         "--weights",

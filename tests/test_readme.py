@@ -96,7 +96,14 @@ def test_documented_commands_run(tiny_model, tmp_path):
         else:
             assert done.returncode == 0, (command, done.stderr)
     names = ("out.png", "fox.png", "fox-watercolor.png", "fox-refined.png", "foxes-1.png", "foxes-2.png")
-    names += ("fox-weighted.png", "grid.png", "lighthouse-marked.png", "fox-reuse.png", "fox-reuse-deeper.png")
+    names += (
+        "fox-weighted.png",
+        "grid.png",
+        "lighthouse-marked.png",
+        "fox-reuse.png",
+        "fox-reuse-deeper.png",
+        "fox-taesdxl.png",
+    )
     for name in names:
         assert (tmp_path / name).is_file(), name
 

@@ -96,7 +96,7 @@ def _build(kind: str, cache: Path, synthetic: Path, weights: tuple[str, ...]) ->
     from concurrent.futures import ProcessPoolExecutor
 
     built = _built(kind, cache, synthetic)
-    missing = tuple(w for w in weights if not _made(_converted(kind, cache, w)))
+    missing = tuple(w for w in weights if not _complete(_converted(kind, cache, w)))
     if built is not None and not missing:
         return built
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -105,10 +105,30 @@ def _build(kind: str, cache: Path, synthetic: Path, weights: tuple[str, ...]) ->
 
 def _made(model: Path) -> bool:
     """Whether a conversion finished in ``model`` (its manifest is written last)."""
+    from ov_sdxl.layout import read_manifest
+
+    return model.is_dir() and read_manifest(model) is not None
+
+
+def _complete(model: Path) -> bool:
+    """A finished conversion that has TAESDXL too (the fast+taesdxl contender decodes with it)."""
     from ov_sdxl.layout import TINY_VAE, read_manifest
 
-    manifest = read_manifest(model) if model.is_dir() else None
-    return manifest is not None and TINY_VAE in manifest["sources"]
+    return _made(model) and TINY_VAE in read_manifest(model)["sources"]
+
+
+def _convert(base: Path, refiner: Path, output: Path, weights: str) -> None:
+    """Convert the sources with ``weights`` and their TAESDXL; a conversion made before TAESDXL only gains it."""
+    from ov_sdxl.config import ConvertConfig
+    from ov_sdxl.convert import convert_models
+
+    taesdxl = str(base.parent / "taesdxl")
+    if _made(output):
+        convert_models(ConvertConfig(base=None, output=output, taesdxl=taesdxl))
+    else:
+        convert_models(
+            ConvertConfig(base=str(base), refiner=str(refiner), output=output, weights=weights, taesdxl=taesdxl)
+        )
 
 
 def _built(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path] | None:
@@ -123,7 +143,7 @@ def _built(kind: str, cache: Path, synthetic: Path) -> tuple[Path, Path] | None:
     manifest = read_manifest(model) if model.is_dir() else None
     if manifest is None or (kind == "tiny" and (manifest["sources"], manifest["weights"]) != (TINY_SOURCES, "fp32")):
         return None
-    if not _made(model):  # made before TAESDXL was part of it
+    if not _complete(model):  # made before TAESDXL was part of it
         return None
     log.info("%s model already built in %s", kind, model)
     return sources / "base", sources / "refiner"
@@ -133,20 +153,14 @@ def _build_here(kind: str, cache: Path, synthetic: Path, weights: tuple[str, ...
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from ov_sdxl.config import ConvertConfig
-    from ov_sdxl.convert import convert_models
-
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("ov_sdxl").setLevel(logging.INFO)
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     base, refiner = _tiny(cache / "tiny") if kind == "tiny" else _synthetic(cache, synthetic)
-    taesdxl = str(base.parent / "taesdxl")  # every conversion has TAESDXL (the fast+taesdxl contender)
     for weight in weights:
-        log.info("converting the %s model with --weights %s, once", kind, weight)
-        output = _converted(kind, cache, weight)
-        config = ConvertConfig(base=str(base), refiner=str(refiner), output=output, weights=weight, taesdxl=taesdxl)
-        convert_models(config)
+        log.info("converting the %s model with --weights %s (and TAESDXL), once", kind, weight)
+        _convert(base, refiner, _converted(kind, cache, weight), weight)
     return base, refiner
 
 
@@ -161,16 +175,11 @@ def _tiny(folder: Path) -> tuple[Path, Path]:
 
 
 def _synthetic(cache: Path, synthetic: Path) -> tuple[Path, Path]:
-    from ov_sdxl.config import ConvertConfig
-    from ov_sdxl.convert import convert_models
     from ov_sdxl.testing import build_synthetic_sources
 
     log.info("synthetic full-size SDXL in %s (built once, about 12 GB of fp16 safetensors)", synthetic)
     base, refiner = build_synthetic_sources(synthetic)
-    taesdxl = str(base.parent / "taesdxl")
-    convert_models(
-        ConvertConfig(base=str(base), refiner=str(refiner), output=cache / "synthetic-fp16", taesdxl=taesdxl)
-    )
+    _convert(base, refiner, cache / "synthetic-fp16", "fp16")
     return base, refiner
 
 

@@ -217,6 +217,23 @@ def _add_tiny_vae(config: ConvertConfig, folder: Path, label: str, started: floa
     return ConvertResult(output, skipped=False, seconds=seconds, peak_rss=report[0]["peak_rss"], parts=tuple(report))
 
 
+def _taesdxl_only(config: ConvertConfig, label: str, started: float) -> ConvertResult:
+    """No --base: TAESDXL is added to the converted model in --output (or nothing is done, when it has that one)."""
+    from ov_sdxl.convert.tiny_vae import resolve
+
+    try:
+        layout = ModelLayout.open(config.output)
+    except OvSdxlError as exc:
+        raise ConfigError(f"without --base, convert adds --taesdxl to a converted model: {exc}") from None
+    if layout.manifest is None:
+        raise ConfigError(f"--output {config.output} is a plain optimum-intel export; convert it with ov-sdxl first")
+    folder = resolve(config.taesdxl)
+    if layout.manifest["sources"].get(TINY_VAE) == label and not config.overwrite:
+        log.info("%s already has TAESDXL from %s; nothing to do (--overwrite redoes it)", config.output, label)
+        return ConvertResult(config.output, skipped=True, seconds=time.monotonic() - started)
+    return _add_tiny_vae(config, folder, label, started)
+
+
 def _reason(kind: str, message: str) -> str:
     """The cause in a line; a full disk is named as such wherever it surfaced."""
     words = ("No space left on device", "File too large", "Disk quota exceeded", "os error 28", "os error 27")
@@ -315,6 +332,8 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
     ``source_labels`` replaces the sources recorded in the manifest (the tiny builder uses temporary folders).
     """
     started = time.monotonic()
+    if config.base is None:
+        return _taesdxl_only(config, (source_labels or {}).get(TINY_VAE, config.taesdxl), started)
     stages = {"base": config.base, "refiner": config.refiner}
     labels = {stage: (source_labels or {}).get(stage, src) for stage, src in stages.items()}
     calibration = None

@@ -86,7 +86,7 @@ def build_demo(
             f"{_guidance_note(runtime.preset)}." + _few_step_line(runtime.model_info),
             elem_id="model-info",
         )
-        if runtime.embeddings or runtime.config.watermark:
+        if runtime.embeddings or runtime.config.watermark or runtime.tiny_decoder is not None:
             gr.Markdown(_extras_text(runtime), elem_id="extras")
         with gr.Row():
             with gr.Column():
@@ -176,8 +176,13 @@ def build_demo(
 
 
 def _extras_text(runtime: Any) -> str:
-    """The textual-inversion tokens a prompt can use, and whether images are watermarked."""
+    """The textual-inversion tokens a prompt can use, whether images are watermarked, and the decoder."""
     lines = []
+    if runtime.tiny_decoder is not None:
+        lines.append(
+            "Images are decoded by **TAESDXL** (fast, approximate: fine detail is softer than SDXL's VAE); "
+            "the previews too, at full size."
+        )
     if runtime.embeddings:
         tokens = ", ".join(
             f"`{e.token}`" + (f" ({e.count} vectors)" if e.count > 1 else "") for e in runtime.embeddings

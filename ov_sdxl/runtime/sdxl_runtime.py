@@ -69,8 +69,8 @@ class SDXLRuntime:
             return None
         if self.layout.tiny_vae is None:
             raise ModelNotFoundError(
-                f"vae taesdxl: {self.layout.root} has no TAESDXL; add it by running the same convert command again "
-                "with --taesdxl madebyollin/taesdxl (only TAESDXL is exported)"
+                f"vae taesdxl: {self.layout.root} has no TAESDXL; add it with: python convert.py --output "
+                f"{self.layout.root} --taesdxl madebyollin/taesdxl (or a local AutoencoderTiny folder)"
             )
         return TinyDecoder(self.layout.tiny_vae, self.config.device, self.pipelines.ov_config)
 

@@ -9,6 +9,7 @@ import torch
 from conftest import PROMPT, mean_abs_diff
 
 from ov_sdxl import ConfigError, ModelNotFoundError, SDXLRuntime
+from ov_sdxl.cli import main
 from ov_sdxl.config import ConvertConfig
 from ov_sdxl.convert import convert_models
 from ov_sdxl.layout import MANIFEST_NAME, ModelLayout
@@ -135,3 +136,32 @@ def test_what_is_not_taesdxl_is_refused_by_name(tiny_sources, tmp_path, make, me
     with pytest.raises((ConfigError, ModelNotFoundError), match=message):
         convert_models(config)
     assert not (tmp_path / "model").exists() and not list(tmp_path.glob(".model*"))
+
+
+def test_cli_generate_with_taesdxl_records_it(tiny_model, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "fox.png"
+    argv = ["generate", "--model", str(tiny_model), "--prompt", "a fox", "--steps", "3", "--width", "128"]
+    assert main([*argv, "--height", "96", "--seed", "5", "--vae", "taesdxl", "--output", str(out)]) == 0
+    with Image.open(out) as image:
+        info = dict(image.info)
+    assert info["vae"] == "taesdxl" and "--vae taesdxl" in info["regenerate"]
+
+
+def test_cli_adds_taesdxl_to_a_converted_model_without_base(tiny_model, tiny_sources, tmp_path, capsys):
+    model = _without_taesdxl(tiny_model, tmp_path / "model")
+    source = str(tiny_sources[0].parent / "taesdxl")
+    assert main(["convert", "--output", str(model), "--taesdxl", source]) == 0
+    assert f"converted: {model}" in capsys.readouterr().out
+    layout = ModelLayout.open(model)
+    assert layout.tiny_vae is not None and layout.manifest["sources"]["taesdxl"] == source and layout.verify() == []
+    assert main(["convert", "--output", str(model), "--taesdxl", source]) == 0
+    assert "already converted" in capsys.readouterr().out
+    for argv, message in (
+        (["--output", str(tmp_path / "none"), "--taesdxl", source], "adds --taesdxl to a converted model: model fold"),
+        (["--output", str(model)], "--base is needed (without it, convert only adds --taesdxl"),
+        (["--output", str(model), "--taesdxl", source, "--refiner", source], "--refiner needs --base"),
+    ):
+        assert main(["convert", *argv]) == 2
+        assert message in capsys.readouterr().err
