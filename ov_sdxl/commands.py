@@ -93,6 +93,7 @@ def _generate(args: argparse.Namespace) -> int:
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     used = result.params  # what ran: the model's defaults where nothing was given
     reuse = f", features reused (whole UNet every {used.cache_interval} steps)" if used.cache_interval > 1 else ""
+    reuse += ", decoded by TAESDXL" if runtime.tiny_decoder is not None else ""
     print(
         f"seed {result.seed}, {result.width}x{result.height}, {used.steps} steps, guidance {used.guidance:g}, "
         f"preset {runtime.preset.preset.value}{reuse}, {timing}"

@@ -181,7 +181,7 @@ def _extras_text(runtime: Any) -> str:
     if runtime.tiny_decoder is not None:
         lines.append(
             "Images are decoded by **TAESDXL** (fast, approximate: fine detail is softer than SDXL's VAE); "
-            "the previews too, at full size."
+            "the previews too, at half the image's side."
         )
     if runtime.embeddings:
         tokens = ", ".join(

@@ -10,7 +10,8 @@ conversion made, and asking for a preset the model was not converted for is a ``
 conversion to run. Every preset uses static shapes and the compiled-model cache (sdxl_runtime.py, pipelines.py).
 
 - ``quality``: fp16 (or fp32) weights; the math unchanged, apart from bf16 inference where the CPU has it.
-- ``balanced``: int8 (or int4) weight-only compression; the same runtime as quality.
+- ``balanced``: int8 (or int4) weight-only compression; the same runtime as quality, but for the CPU plugin's
+  quantization of the int8 MatMuls' activations in groups of 128 channels (as fast).
 - ``fast``: hybrid-int8 (int8 activations in the UNet and the VAE decoder, calibrated offline), and classifier-free
   guidance only while the noise level is high: steps whose timestep is below ``guidance_until`` of the training
   schedule run the UNet on the conditional batch alone, which halves their cost (Kynkäänniemi et al. 2024,
@@ -34,8 +35,9 @@ from ov_sdxl.formats import Preset, WeightFormat
 FAST_GUIDANCE_UNTIL = 0.5  # guidance while timestep >= 0.5 x the training timesteps: the noisier half
 FAST_CACHE_INTERVAL = 3  # the whole UNet every third step, the shallow path between (DeepCache's published setting)
 # The CPU plugin quantizes the activations of int8 weight-only MatMuls on the fly, in groups of 32 channels by
-# default; groups of 128 made fast's full-size UNet step 1.15x faster (docs/benchmark.md, "CPU plugin settings")
-FAST_DYNAMIC_QUANTIZATION_GROUP = 128
+# default; groups of 128 made the full-size UNet step 1.15x faster for fast and 1.17x for balanced (both have int8
+# weight-only MatMuls; docs/benchmark.md, "CPU plugin settings")
+INT8_DYNAMIC_QUANTIZATION_GROUP = 128
 GUIDED_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")  # what diffusers doubles for guidance
 
 
@@ -133,7 +135,7 @@ PRESETS = {
         CONVERT_WITH[preset],
         FAST_GUIDANCE_UNTIL if preset is Preset.FAST else None,
         FAST_CACHE_INTERVAL if preset is Preset.FAST else 1,
-        FAST_DYNAMIC_QUANTIZATION_GROUP if preset is Preset.FAST else None,
+        None if preset is Preset.QUALITY else INT8_DYNAMIC_QUANTIZATION_GROUP,
     )
     for preset in Preset
 }

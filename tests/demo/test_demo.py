@@ -263,7 +263,7 @@ def test_model_without_refiner_says_so(tiny_model, tmp_path):
     assert any("This model has no refiner" in (t or "") for t in texts)
 
 
-def test_taesdxl_decodes_and_previews_at_full_size(tiny_model, ov_cache, tmp_path):
+def test_taesdxl_decodes_and_previews_at_half_size(tiny_model, ov_cache, tmp_path):
     from ov_sdxl import SDXLRuntime
     from ov_sdxl.demo import build_demo
 
@@ -272,7 +272,7 @@ def test_taesdxl_decodes_and_previews_at_full_size(tiny_model, ov_cache, tmp_pat
     gallery, _, parameters, _ = generate(handlers, "Text to image", PROMPT, progress=Progress(), **SMALL)
     assert parameters["vae"] == "taesdxl" and len(gallery) == 1
     sizes = {image.size for previews, *_ in generate.previews for image, _ in previews}
-    assert sizes == {(128, 96)}  # TAESDXL's previews have the image's own size
+    assert sizes == {(64, 48)}  # TAESDXL's previews: half the image's side
     config = build_demo(runtime, output_dir=tmp_path / "out2").get_config_file()
     texts = [c["props"].get("value") or "" for c in config["components"] if c["type"] == "markdown"]
     assert any("decoded by **TAESDXL**" in text for text in texts)

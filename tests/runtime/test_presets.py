@@ -17,9 +17,9 @@ from ov_sdxl.config import Preset, RuntimeConfig
 from ov_sdxl.layout import MANIFEST_NAME
 from ov_sdxl.runtime.presets import (
     FAST_CACHE_INTERVAL,
-    FAST_DYNAMIC_QUANTIZATION_GROUP,
     FAST_GUIDANCE_UNTIL,
     GUIDED_TENSORS,
+    INT8_DYNAMIC_QUANTIZATION_GROUP,
     resolve_preset,
 )
 
@@ -49,15 +49,19 @@ def test_a_preset_the_model_was_not_converted_for_is_refused():
         resolve_preset(Preset.QUALITY, "int8")
 
 
-def test_fast_sets_the_dynamic_quantization_group_on_cpu_whatever_the_precision(tiny_hybrid_model, tmp_path):
-    """fast's int8 MatMuls quantize their activations in groups of 128 channels (the CPU plugin's default is 32);
-    an explicit --precision changes the precision only; other devices and presets get no such setting."""
+def test_int8_presets_set_the_dynamic_quantization_group_on_cpu_whatever_the_precision(tiny_hybrid_model, tmp_path):
+    """fast's and balanced's int8 MatMuls quantize their activations in groups of 128 channels (the CPU plugin's
+    default is 32); an explicit --precision changes the precision only; other devices and quality get no such
+    setting."""
     assert resolve_preset("fast", "hybrid-int8").ov_config("GPU") == {}
     assert "DYNAMIC_QUANTIZATION_GROUP_SIZE" not in resolve_preset("quality", "fp16").ov_config("CPU")
+    for weights in ("int8", "int4"):
+        group = resolve_preset("balanced", weights).ov_config("CPU")["DYNAMIC_QUANTIZATION_GROUP_SIZE"]
+        assert group == str(INT8_DYNAMIC_QUANTIZATION_GROUP)
     for precision in ("auto", "f32"):
         config = RuntimeConfig(model_dir=tiny_hybrid_model[0], precision=precision, cache_dir=tmp_path)
         ov_config = SDXLRuntime(config).pipelines.ov_config
-        assert ov_config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == str(FAST_DYNAMIC_QUANTIZATION_GROUP) == "128"
+        assert ov_config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == str(INT8_DYNAMIC_QUANTIZATION_GROUP) == "128"
         assert precision == "auto" or ov_config["INFERENCE_PRECISION_HINT"] == "f32"
 
 

@@ -69,16 +69,22 @@ def test_base_then_refiner_matches_diffusers_with_autoencoder_tiny(tiny_vae_runt
     assert mean_abs_diff(ours.images[0], theirs.images[0]) <= PARITY
 
 
-def test_only_the_decode_changes(tiny_vae_runtime, runtime):
-    """Previews come from TAESDXL (full size; the last one is the final image), and the full VAE's run differs."""
-    last = {}
-    tiny = tiny_vae_runtime.text2img(
-        PROMPT, steps=STEPS, seed=SEED, preview=lambda stage, step, images: last.update(images=images), **SIZE
-    )
-    assert last["images"][0].size == (128, 96)  # TAESDXL previews are full size
-    assert mean_abs_diff(last["images"][0], tiny.images[0]) < 0.5  # the last preview is the final decode
-    plain = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)
+def test_previews_are_taesdxl_pictures_at_half_size_and_change_nothing(tiny_vae_runtime, runtime, taesdxl):
+    seen = []
+    tiny = tiny_vae_runtime.text2img(PROMPT, steps=STEPS, seed=SEED, preview=lambda *e: seen.append(e), **SIZE)
+    assert [step for _, step, _ in seen] == list(range(1, STEPS + 1))
+    assert {images[0].size for _, _, images in seen} == {(64, 48)}  # half the image's side
+    alone = tiny_vae_runtime.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)
+    assert mean_abs_diff(alone.images[0], tiny.images[0]) == 0
+    plain = runtime.text2img(PROMPT, steps=STEPS, seed=SEED, **SIZE)  # the full VAE's decode of the same run
     assert "vae" not in plain.metadata() and mean_abs_diff(plain.images[0], tiny.images[0]) > 1
+    latents = torch.randn(1, 4, 13, 16, generator=torch.Generator().manual_seed(1))
+    (preview,) = tiny_vae_runtime.tiny_decoder.preview(latents)
+    with torch.no_grad():
+        expected = taesdxl.decode(torch.nn.functional.avg_pool2d(latents, 2, ceil_mode=True)).sample
+    assert preview.size == (64, 56)
+    pixels = ((expected[0] + 1) * 127.5).clamp(0, 255).permute(1, 2, 0).numpy()
+    assert np.abs(np.asarray(preview, dtype=np.float32) - pixels).mean() < 0.5
 
 
 def test_img2img_encodes_with_the_full_vae(tiny_vae_runtime, start_image):
@@ -138,12 +144,13 @@ def test_what_is_not_taesdxl_is_refused_by_name(tiny_sources, tmp_path, make, me
     assert not (tmp_path / "model").exists() and not list(tmp_path.glob(".model*"))
 
 
-def test_cli_generate_with_taesdxl_records_it(tiny_model, tmp_path):
+def test_cli_generate_with_taesdxl_records_it(tiny_model, tmp_path, capsys):
     from PIL import Image
 
     out = tmp_path / "fox.png"
     argv = ["generate", "--model", str(tiny_model), "--prompt", "a fox", "--steps", "3", "--width", "128"]
     assert main([*argv, "--height", "96", "--seed", "5", "--vae", "taesdxl", "--output", str(out)]) == 0
+    assert "decoded by TAESDXL" in capsys.readouterr().out
     with Image.open(out) as image:
         info = dict(image.info)
     assert info["vae"] == "taesdxl" and "--vae taesdxl" in info["regenerate"]
