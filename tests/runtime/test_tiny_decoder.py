@@ -105,7 +105,8 @@ def _without_taesdxl(model, folder):
 def test_a_model_without_taesdxl_says_how_to_add_it(tiny_model, tmp_path):
     model = _without_taesdxl(tiny_model, tmp_path / "model")
     assert ModelLayout.open(model).tiny_vae is None
-    with pytest.raises(ModelNotFoundError, match="has no TAESDXL; .* with --taesdxl madebyollin/taesdxl"):
+    hint = "has no TAESDXL; add it with: python convert.py --output .* --taesdxl madebyollin/taesdxl"
+    with pytest.raises(ModelNotFoundError, match=hint):
         SDXLRuntime.from_dir(model, vae="taesdxl")
     with pytest.raises(ConfigError, match="vae 'tiny' is not one of: full, taesdxl"):
         SDXLRuntime.from_dir(model, vae="tiny")
