@@ -375,7 +375,8 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
     if config.few_step is not None:
         extra["model_info"] = config.few_step.manifest_entry()
     if calibration is not None:
-        unets = {key.split("/")[0]: result for key, result in progress.steps.items()}
+        steps = progress.steps.items()  # the hybrid step of each stage's unet (TAESDXL's step is not one)
+        unets = {key.split("/")[0]: result for key, result in steps if key.split("/")[0] in sources}
         extra["calibration"] = calibration.manifest_entry(unets)
     write_manifest(partial, sources=labels, weights=config.weights.value, extra=extra, known=progress.hashes())
     if output.exists():

@@ -3,12 +3,12 @@
     python convert.py --base ... --output models/sdxl --taesdxl madebyollin/taesdxl   # hub id or local folder
     python -m ov_sdxl.convert.tiny_vae job.json      # the child the converter runs (a TinyVaeJob as JSON)
 
-TAESDXL decodes SDXL's latents (the UNet's own, no scaling factor) to pixels with about 1/10 of the full VAE
-decoder's arithmetic: a fast, approximate decode (``--vae taesdxl``) and previews of the image forming (see
-``ov_sdxl.runtime.tiny_decoder``). Only its decoder is exported; img2img still encodes with the full VAE. Its
-weights (1.2 M parameters for the decoder) are stored in fp16 whatever ``--weights`` says: int8 would save
-nothing worth its error. The result is ``<model>/taesdxl/vae_decoder/openvino_model.xml`` and the source's
-``config.json``.
+TAESDXL decodes SDXL's latents (the UNet's own, no scaling factor) to pixels with a small fraction of the full VAE
+decoder's arithmetic (18-27 times faster on this project's CPU, docs/benchmark.md): a fast, approximate decode
+(``--vae taesdxl``) and previews of the image forming (see ``ov_sdxl.runtime.tiny_decoder``). Only its decoder is
+exported; img2img still encodes with the full VAE. Its weights (1.2 M parameters for the decoder) are stored in
+fp16 whatever ``--weights`` says: int8 would save nothing worth its error. The result is
+``<model>/taesdxl/vae_decoder/openvino_model.xml`` and the source's ``config.json``.
 """
 
 from __future__ import annotations

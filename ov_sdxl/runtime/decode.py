@@ -1,7 +1,7 @@
 """Turning latents into images, with a check: NaN, infinite or all-black output is caught, never returned.
 
     from ov_sdxl.runtime.decode import decode_latents
-    images, note = decode_latents(pipe, latents, f32_decoder=pipes.f32_vae_decoder)
+    images, note = decode_latents(pipe, latents, f32_decoder=partial(pipes.decode_f32, pipe))
     images, note = decode_latents(pipe, latents, f32_decoder, tiny=runtime.tiny_decoder)   # TAESDXL instead
 
 The decode is diffusers' own (``latents / scaling_factor`` -> VAE -> ``image_processor.postprocess``). In reduced
@@ -43,9 +43,11 @@ def decode_latents(
     if tiny is None:
         scaled = latents / pipe.vae.config.scaling_factor
         image = pipe.vae.decode(scaled, return_dict=False)[0]
-    else:
-        scaled, f32_decoder = latents, f32_decoder and functools.partial(tiny.decode, f32=True)
+    else:  # TAESDXL reads the latents as they are (its scaling factor is 1)
+        scaled = latents
         image = tiny.decode(latents)
+        if f32_decoder is not None:
+            f32_decoder = functools.partial(tiny.decode, f32=True)
     issue = problem(image)
     note = None
     if issue is not None:
