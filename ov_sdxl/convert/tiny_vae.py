@@ -109,7 +109,7 @@ def run(job: TinyVaeJob) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, out / "openvino_model.xml", compress_to_fp16=True)
     shutil.copy2(Path(job.source) / "config.json", out / "config.json")
-    log.info("TAESDXL decoder written to %s", out)
+    log.debug("TAESDXL decoder written to %s", out)
 
 
 def main(argv: list[str]) -> int:
