@@ -179,11 +179,14 @@ def _hybrid_unet(stage: str, config: ConvertConfig, partial: Path, progress: _Pr
     base = str(partial / "base") if stage == "refiner" else None
     job = HybridJob(stage, str(partial / stage), calibration.prompts, base_folder=base, samples=calibration.samples)
     watched, result = _run_child("ov_sdxl.convert.hybrid", job, f"hybrid-quantizing the {stage}'s unet", config)
+    render_seconds = result.pop("render_seconds")  # a time: in the report, not in the manifest
     progress.record(stage, "vae_decoder", step=config.weights.value)  # int8 activations too, in the same child
     progress.record(stage, "unet", step=config.weights.value, result=result)
     log.info("[%s] unet quantized in %.0f s, peak %s", stage, watched.seconds, gb(watched.peak_rss))
     parts = ["unet, vae_decoder (hybrid)"]
-    report.append({"stage": stage, "parts": parts, "seconds": watched.seconds, "peak_rss": watched.peak_rss})
+    calibration = {"unet_calls": result["unet_calls"], "render_seconds": render_seconds}
+    entry = {"stage": stage, "parts": parts, "seconds": watched.seconds, "peak_rss": watched.peak_rss}
+    report.append({**entry, "calibration": calibration})
 
 
 def _tiny_vae(folder: Path, label: str, config: ConvertConfig, target: Path, progress: _Progress | None, report):

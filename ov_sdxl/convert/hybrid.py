@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC
+from ov_sdxl.convert.hybrid_quantize import is_quantized, quantize_decoder, quantize_unet
 from ov_sdxl.errors import ConfigError
 from ov_sdxl.page_release import ReleaseMappedPages
 
@@ -120,6 +121,7 @@ class HybridJob:
 def _load(cls: Any, folder: str) -> Any:
     pipe = cls.from_pretrained(folder, device="CPU", compile=False)
     pipe.set_progress_bar_config(disable=True)
+    pipe.weight_files = sorted(Path(folder).glob("*/openvino_model.bin"))  # pages given back while it compiles
     return pipe
 
 
@@ -133,7 +135,8 @@ def _render(pipe: Any, prompts: tuple[str, ...], collect: list | None, limit: in
     import torch
     from optimum.intel.openvino.quantization import InferRequestWrapper
 
-    pipe.compile()
+    with ReleaseMappedPages(pipe.weight_files):  # the CPU plugin copies the weights: the mapped fp16 ones go
+        pipe.compile()
     unet = pipe.unet
     if collect is not None:
         unet.request = InferRequestWrapper(unet.request, collect)
@@ -157,8 +160,10 @@ def collect_samples(job: HybridJob) -> tuple[list[Any], list[Any], dict[str, Any
     from optimum.intel import OVStableDiffusionXLImg2ImgPipeline, OVStableDiffusionXLPipeline
 
     samples: list[Any] = []
+    calls = 0  # UNet calls of the calibration renders: samples collected, and the base's renders for the refiner
     base = _load(OVStableDiffusionXLPipeline, job.base_folder or job.folder)
     size = _size(base)
+    base.reshape(1, size, size, 1)  # static shapes: the CPU plugin compiles the fp16 UNet in 9 GB, not 15
     text2img = {"height": size, "width": size, "num_inference_steps": STEPS, "guidance_scale": GUIDANCE}
     if job.stage == "base":
         rendered = _render(base, job.prompts, samples, job.samples, **text2img)
@@ -167,88 +172,35 @@ def collect_samples(job: HybridJob) -> tuple[list[Any], list[Any], dict[str, Any
         per_prompt = max(1, int(REFINER_STEPS * REFINER_STRENGTH))  # as diffusers counts img2img steps
         prompts = job.prompts[: math.ceil(job.samples / per_prompt)]
         images = _render(base, prompts, None, **text2img)
+        calls = len(prompts) * STEPS
         del base
         gc.collect()
         refiner = _load(OVStableDiffusionXLImg2ImgPipeline, job.folder)
+        refiner.reshape(1, size, size, 1)
         refine = {"strength": REFINER_STRENGTH, "num_inference_steps": REFINER_STEPS, "guidance_scale": GUIDANCE}
         rendered = _render(refiner, prompts, samples, job.samples, images=images, **refine)
         scaling = refiner.vae.config.scaling_factor
+    calls += len(samples)
     samples = samples[: job.samples]
     latents = [(latent / scaling).numpy() for latent in rendered]
-    return samples, latents, {"samples": len(samples), "prompts_run": len(rendered), "size": size}
-
-
-def quantize(xml: Path, samples: list[Any]) -> None:
-    """optimum-intel's hybrid quantization of the IR at ``xml``, calibrated on ``samples``, written in place."""
-    import nncf
-    from optimum.intel import OVWeightQuantizationConfig
-    from optimum.intel.openvino.quantization import _get_hybrid_mixed_quantization_config, _mixed_quantization
-
-    def hybrid(model: Any) -> Any:
-        wanted = OVWeightQuantizationConfig(bits=8, quant_method="hybrid", num_samples=len(samples))
-        mixed = _get_hybrid_mixed_quantization_config(model, wanted)
-        return _mixed_quantization(model, mixed, nncf.Dataset(samples))
-
-    _in_place(xml, hybrid)
-
-
-def is_quantized(xml: Path) -> bool:
-    """Whether the IR at ``xml`` already has int8 activations (FakeQuantize): a decoder copied from the base's."""
-    import openvino as ov
-
-    return any(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(xml).get_ops())
-
-
-def quantize_decoder(xml: Path, latents: list[Any]) -> None:
-    """int8 weights and activations for the VAE decoder IR at ``xml``, calibrated on ``latents``, in place."""
-    import nncf
-
-    def int8(model: Any) -> Any:
-        edges = [op.get_friendly_name() for op in model.get_ops() if _is_edge_conv(op.get_friendly_name())]
-        return nncf.quantize(
-            model,
-            nncf.Dataset(latents),
-            preset=nncf.QuantizationPreset.MIXED,  # asymmetric activations: measured closer to f32 than symmetric
-            subset_size=len(latents),
-            ignored_scope=nncf.IgnoredScope(names=edges),
-        )
-
-    _in_place(xml, int8)
-
-
-def _is_edge_conv(name: str) -> bool:
-    """The decoder's first and last convolutions (latents in, pixels out), which stay in float."""
-    return name.startswith(("__module.decoder.conv_in/", "__module.decoder.conv_out/")) and "Convolution" in name
-
-
-def _in_place(xml: Path, transform: Any) -> None:
-    """Read the IR at ``xml``, ``transform`` it, and write it back in place (through a temporary file)."""
-    import nncf
-    import openvino as ov
-
-    nncf.set_log_level(logging.ERROR)  # not a line per op left out of the activation quantization
-    tmp = xml.with_name("quantized.xml")
-    with ReleaseMappedPages([xml.with_suffix(".bin")]):
-        model = transform(ov.Core().read_model(xml))
-        ov.save_model(model, tmp, compress_to_fp16=False)
-    del model
-    gc.collect()
-    tmp.replace(xml)
-    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+    return samples, latents, {"samples": len(samples), "prompts_run": len(rendered), "size": size, "unet_calls": calls}
 
 
 def run(job: HybridJob) -> dict[str, Any]:
     """Calibrate and quantize the job's UNet and VAE decoder in place; returns samples collected, prompts rendered,
-    image size, and how the decoder was quantized."""
+    image size, UNet calls, how the decoder was quantized, and ``render_seconds`` (the
+    calibration renders' time, which is not recorded in the manifest)."""
     started = time.monotonic()
     samples, latents, info = collect_samples(job)
     gc.collect()  # the pipelines are gone; give their memory back before NNCF compiles the UNet again
+    info["render_seconds"] = round(time.monotonic() - started, 1)
     log.info(
-        "[%s] %d calibration samples from %d prompts in %.1f s",
+        "[%s] %d calibration samples from %d prompts (%d UNet calls) in %.1f s",
         job.stage,
         len(samples),
         info["prompts_run"],
-        time.monotonic() - started,
+        info["unet_calls"],
+        info["render_seconds"],
     )
     decoder = Path(job.folder) / "vae_decoder" / "openvino_model.xml"
     if is_quantized(decoder):  # the base's, copied (SDXL 1.0's refiner shares its VAE)
@@ -259,7 +211,7 @@ def run(job: HybridJob) -> dict[str, Any]:
         info["vae_decoder"] = f"int8, calibrated on {len(latents)} latents"
         log.info("[%s] vae_decoder: int8 quantization in %.1f s", job.stage, time.monotonic() - started)
     started = time.monotonic()
-    quantize(Path(job.folder) / "unet" / "openvino_model.xml", samples)
+    quantize_unet(Path(job.folder) / "unet" / "openvino_model.xml", samples)
     log.info("[%s] unet: hybrid int8 quantization in %.1f s", job.stage, time.monotonic() - started)
     return info
 

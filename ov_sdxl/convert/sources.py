@@ -107,24 +107,30 @@ def _check_folder(path: Path, stage: str, what: str | None = None) -> None:
 
 def _hub_snapshot(repo_id: str, stage: str, weights: WeightFormat) -> Path:
     """The hub model's configs and safetensors weights in the local cache (the fp16 variant unless fp32 is asked)."""
+    patterns = ["model_index.json", "*.json", "*.txt"]
+    fp16 = weights is not WeightFormat.FP32
+    folder = hub_download(repo_id, [*patterns, "*.fp16.safetensors" if fp16 else "*.safetensors"], f"--{stage}")
+    if fp16 and not any(folder.glob("unet/*.safetensors")):  # no fp16 variant
+        folder = hub_download(repo_id, [*patterns, "*.safetensors"], f"--{stage}")
+    _check_folder(folder, stage)
+    return folder
+
+
+def hub_download(repo_id: str, patterns: list[str], flag: str) -> Path:
+    """The files of hub model ``repo_id`` matching ``patterns``, fetched into (or found in) the Hugging Face cache;
+    a failure is a ModelNotFoundError naming ``flag`` and the cause."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    patterns = ["model_index.json", "*.json", "*.txt"]
-    patterns += ["*.safetensors"] if weights is WeightFormat.FP32 else ["*.fp16.safetensors"]
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=constants.HF_HUB_OFFLINE))
-        if weights is not WeightFormat.FP32 and not any(folder.glob("unet/*.safetensors")):  # no fp16 variant
-            folder = Path(snapshot_download(repo_id, allow_patterns=[*patterns[:3], "*.safetensors"]))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=constants.HF_HUB_OFFLINE))
     except (LocalEntryNotFoundError, OSError, ValueError) as exc:
         if constants.HF_HUB_OFFLINE:
             raise ModelNotFoundError(
-                f"--{stage} {repo_id}: the hub is offline (HF_HUB_OFFLINE=1) and this model is not in the local "
-                "Hugging Face cache; download it first or pass a local diffusers folder"
+                f"{flag} {repo_id}: the hub is offline (HF_HUB_OFFLINE=1) and this model is not in the local "
+                "Hugging Face cache; download it first or pass a local folder"
             ) from None
-        raise ModelNotFoundError(f"--{stage} {repo_id}: {hub_problem(exc)}") from exc
-    _check_folder(folder, stage)
-    return folder
+        raise ModelNotFoundError(f"{flag} {repo_id}: {hub_problem(exc)}") from exc
 
 
 def hub_problem(exc: Exception) -> str:

@@ -18,7 +18,6 @@ import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from ov_sdxl.errors import ConfigError, ModelNotFoundError
 
@@ -44,7 +43,7 @@ class TinyVaeJob:
 
 def resolve(source: str) -> Path:
     """The folder holding ``source``'s config and weights: a local folder, or a hub id fetched into the cache."""
-    from ov_sdxl.convert.sources import HUB_ID, hub_problem
+    from ov_sdxl.convert.sources import HUB_ID, hub_download
 
     path = Path(source).expanduser()
     if path.is_file():
@@ -52,25 +51,9 @@ def resolve(source: str) -> Path:
     if not path.is_dir():
         if not HUB_ID.match(source) or source.startswith((".", "~")):
             raise ModelNotFoundError(f"--taesdxl {source} is neither an existing folder nor a hub id like owner/name")
-        path = _hub_folder(source, hub_problem)
+        path = hub_download(source, ["config.json", "*.safetensors"], "--taesdxl")
     check_folder(path, source)
     return path
-
-
-def _hub_folder(repo_id: str, hub_problem: Any) -> Path:
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        patterns = ["config.json", "*.safetensors"]
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=constants.HF_HUB_OFFLINE))
-    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
-        if constants.HF_HUB_OFFLINE:
-            raise ModelNotFoundError(
-                f"--taesdxl {repo_id}: the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local Hugging "
-                "Face cache; download it first or pass a local folder"
-            ) from None
-        raise ModelNotFoundError(f"--taesdxl {repo_id}: {hub_problem(exc)}") from exc
 
 
 def check_folder(path: Path, source: str) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import numpy as np
+import openvino as ov
 import pytest
 from conftest import PROMPT, TWO_PROMPTS, mean_abs_diff
 
@@ -120,11 +121,27 @@ def test_manifest_records_the_calibration_prompts_file(hybrid_model):
         "refiner_steps": 25,
         "refiner_strength": 0.2,
     }
-    # two prompts: 10 base steps each (one sample per UNet call), 5 refiner steps each; the decoders
+    # two prompts: 10 base steps each (one sample per UNet call), 5 refiner steps each; the decoders; the
+    # refiner's UNet calls include the base's renders of its inputs
     assert calibration["unets"] == {
-        "base": {"samples": 20, "prompts_run": 2, "size": 512, "vae_decoder": "int8, calibrated on 2 latents"},
-        "refiner": {"samples": 10, "prompts_run": 2, "size": 512, "vae_decoder": "int8 already"},
+        "base": {"samples": 20, "prompts_run": 2, "size": 512, "unet_calls": 20, "vae_decoder": _DECODER},
+        "refiner": {"samples": 10, "prompts_run": 2, "size": 512, "unet_calls": 30, "vae_decoder": "int8 already"},
     }
+
+
+_DECODER = "int8, calibrated on 2 latents"
+
+
+def test_quantized_unets_keep_their_dynamic_input_shapes(hybrid_model, tiny_model):
+    """The statistics pass runs at the samples' static shape; the IR written has the float IR's shapes."""
+    model, _ = hybrid_model
+    for stage in ("base", "refiner"):
+        shapes = [_input_shapes(root / stage / "unet" / "openvino_model.xml") for root in (model, tiny_model)]
+        assert shapes[0] == shapes[1] and any("?" in str(s) for s in shapes[0].values()), (stage, shapes)
+
+
+def _input_shapes(xml):
+    return {port.get_any_name(): port.get_partial_shape() for port in ov.Core().read_model(xml).inputs}
 
 
 def test_images_stay_close_to_the_float_model(hybrid_model, runtime, ov_cache):
