@@ -54,9 +54,9 @@ class FormatFacts:
     ``peak`` is the peak memory of one export child as (fixed bytes, bytes per byte of the fp16 weights it
     exports); ``disk_per_fp16_byte`` the IR's size per byte of fp16 weights. Both were measured on the synthetic
     full-size SDXL (docs/benchmark.md): the base UNet (5.1 GB in fp16) peaks at 7.5 GB when exported in fp16, the
-    text encoders and VAE (1.8 GB) at 2.6 GB; hybrid-int8's calibration child (the UNet compiled and run, then
-    NNCF's f32 statistics pass) with 8 samples at 14.2 GB (base) and 18.1 GB (refiner, which renders its inputs
-    with the base first).
+    text encoders and VAE (1.8 GB) at 2.6 GB; hybrid-int8's calibration child (the stage's pipeline compiled and
+    run, then NNCF's statistics pass; ov_sdxl.convert.hybrid_quantize) at 9.9 GB for the base and for the refiner
+    (4.5 GB of fp16 UNet, which renders its inputs with the base first), whatever the number of samples.
     """
 
     bits: int  # bits per weight of the large layers
@@ -84,6 +84,6 @@ FORMATS: Mapping[WeightFormat, FormatFacts] = MappingProxyType(
             ),
         ),
         # the UNet is calibrated and hybrid-quantized in a child of its own; the other sub-models are made as int8
-        WeightFormat.HYBRID_INT8: FormatFacts(8, Preset.FAST, (1.5 * GB, 3.3), 0.52),
+        WeightFormat.HYBRID_INT8: FormatFacts(8, Preset.FAST, (5.6 * GB, 0.95), 0.52),
     }
 )
