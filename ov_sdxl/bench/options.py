@@ -79,9 +79,13 @@ def add_bench_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--contenders",
         nargs="+",
-        default=list(CONVERSION_CONTENDERS),
         choices=CONVERSION_CONTENDERS,
-        help=f"default: all of {', '.join(CONVERSION_CONTENDERS)}",
+        help=f"default: all of {', '.join(CONVERSION_CONTENDERS)} (optimum-cli not in hybrid-int8)",
+    )
+    p.add_argument(
+        "--calibration-samples",
+        type=int,
+        help="hybrid-int8: UNet calls calibrated on per UNet; default: the converter's",
     )
     p.add_argument("--work", type=Path, help="folder for the temporary outputs (default: the system's temp folder)")
     p.add_argument("--json", type=Path, help="also write the measurements as JSON")
