@@ -28,6 +28,7 @@ from ov_sdxl.errors import (
     OvSdxlError,
 )
 from ov_sdxl.exports import lazy_exports
+from ov_sdxl.repaint import InpaintArea, OutpaintFill
 
 if TYPE_CHECKING:
     from ov_sdxl.convert import convert_models
@@ -52,10 +53,12 @@ __all__ = [
     "GenerationParams",
     "GenerationResult",
     "ImageError",
+    "InpaintArea",
     "InputError",
     "InsufficientResourcesError",
     "Mode",
     "ModelNotFoundError",
+    "OutpaintFill",
     "OutputError",
     "OvSdxlError",
     "Precision",

@@ -62,8 +62,9 @@ def _generate(args: argparse.Namespace) -> int:
     from ov_sdxl.runtime import SDXLRuntime
 
     plan = OutputPlan.check(args.output, args.num_images, overwrite=args.overwrite, make_dirs=args.make_dirs)
-    image = load_image(args.image) if args.image is not None else None
-    params = GenerationParams.from_options(args, image=image)
+    image = load_image(args.image, keep_alpha=True) if args.image is not None else None  # alpha: inpaint masks
+    mask = load_image(args.mask, keep_alpha=True) if args.mask is not None else None
+    params = GenerationParams.from_options(args, image=image, mask=mask)
     runtime = SDXLRuntime(
         RuntimeConfig(
             max_pixels=args.max_pixels,

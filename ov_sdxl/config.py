@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from ov_sdxl.checks import enum_value as _enum
+from ov_sdxl.checks import set_field as _set
 from ov_sdxl.errors import ConfigError
 from ov_sdxl.formats import Preset, WeightFormat
 from ov_sdxl.model_info import ModelInfo, parse_few_step
@@ -27,8 +29,6 @@ from ov_sdxl.params import (  # noqa: F401 - re-exported: the request's configur
     MAX_SEED,
     GenerationParams,
     Mode,
-    _enum,
-    _set,
 )
 from ov_sdxl.specs import EmbeddingSpec, LoraSpec
 

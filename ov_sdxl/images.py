@@ -2,6 +2,8 @@
 
 from ov_sdxl.images import load_image, save_images
 image = load_image("photo.jpg")                      # RGB, EXIF rotation applied, bombs refused
+mask = load_image("mask.png", keep_alpha=True)       # RGBA when it has transparent pixels (inpaint masks)
+alpha_mask(mask)                                     # its transparent pixels as white on black, or None
 paths = save_images(result.images, "out.png", result.metadata())   # never replacing a file: see outputs.py
 """
 
@@ -37,8 +39,24 @@ def to_rgb(image: Any) -> Any:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path, max_pixels: int = MAX_INPUT_PIXELS) -> Any:
-    """Open an image file as RGB. Raises ImageError naming the file and the problem."""
+def alpha_mask(image: Any) -> Any:
+    """The transparent pixels of ``image`` as an L mask (255 = fully transparent), or None when it has none (or is
+    not a PIL image)."""
+    from PIL import Image, ImageOps
+
+    if not isinstance(image, Image.Image):
+        return None
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return None
+    alpha = image.getchannel("A")
+    return None if alpha.getextrema()[0] == 255 else ImageOps.invert(alpha)
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_INPUT_PIXELS, keep_alpha: bool = False) -> Any:
+    """Open an image file as RGB (with ``keep_alpha``, RGBA when it has transparent pixels). Raises ImageError
+    naming the file and the problem."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -53,6 +71,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_INPUT_PIXELS) -> Any:
                 )
             image.load()
             image = ImageOps.exif_transpose(image)
+            if keep_alpha and alpha_mask(image) is not None:
+                return image.convert("RGBA")
             return to_rgb(image)
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image PIL can read") from None

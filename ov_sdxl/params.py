@@ -3,6 +3,8 @@
     from ov_sdxl.params import GenerationParams, Mode
     GenerationParams(prompt="a lighthouse at dusk", mode=Mode.BASE_REFINER, steps=30, seed=7)
     GenerationParams.from_options(args)            # the CLI's argparse namespace, the bench's settings
+    GenerationParams(prompt="a red scarf", mode="inpaint", image=photo, mask=mask, inpaint_area="masked")
+    GenerationParams(prompt="a wide beach", mode="outpaint", image=photo, expand=(256, 0, 256, 0), fill="blur")
 
 A value that breaks a rule raises ``ConfigError`` naming the value and the rule; nothing is silently changed.
 ``ov_sdxl.config`` re-exports these names beside the runtime's and the converter's configurations.
@@ -16,7 +18,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ov_sdxl.checks import check_fraction, check_text, enum_value, set_field
 from ov_sdxl.errors import ConfigError
+from ov_sdxl.repaint import InpaintArea, OutpaintFill, check_repaint
 from ov_sdxl.schedulers import check_scheduler_name
 
 MAX_SEED = 2**64 - 1
@@ -34,48 +38,31 @@ DEFAULT_HIGH_NOISE_FRAC = 0.8
 
 
 class Mode(str, Enum):
-    """What to generate: text to image, image to image, base then refiner, or refine a finished image."""
+    """What to generate: text to image, image to image, base then refiner, refine a finished image, repaint a
+    masked region (inpaint), or extend the canvas (outpaint)."""
 
     TEXT2IMG = "text2img"
     IMG2IMG = "img2img"
     BASE_REFINER = "base+refiner"
     REFINE = "refine"
+    INPAINT = "inpaint"
+    OUTPAINT = "outpaint"
 
     @property
     def needs_image(self) -> bool:
-        return self in (Mode.IMG2IMG, Mode.REFINE)
+        return self in (Mode.IMG2IMG, Mode.REFINE, Mode.INPAINT, Mode.OUTPAINT)
+
+    @property
+    def repaints(self) -> bool:
+        """Inpaint or outpaint: a masked region is generated, the rest of the image kept."""
+        return self in (Mode.INPAINT, Mode.OUTPAINT)
 
     @property
     def needs_refiner(self) -> bool:
         return self in (Mode.BASE_REFINER, Mode.REFINE)
 
 
-DEFAULT_STRENGTH = {Mode.IMG2IMG: 0.6, Mode.REFINE: 0.3}
-
-
-def _enum(cls: type[Enum], value: Any, what: str) -> Any:
-    try:
-        return cls(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in cls)
-        raise ConfigError(f"{what} {value!r} is not one of: {choices}") from None
-
-
-def _set(obj: object, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)
-
-
-def _check_text(name: str, value: Any) -> None:
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"{name} must be text, got {type(value).__name__}")
-
-
-def _check_fraction(name: str, value: float, low_closed: bool, high_closed: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (0 <= value if low_closed else 0 < value) and (value <= 1 if high_closed else value < 1)
-    if not ok:
-        interval = f"{'[' if low_closed else '('}0, 1{']' if high_closed else ')'}"
-        raise ConfigError(f"{name} {value!r} is outside {interval}")
+DEFAULT_STRENGTH = {Mode.IMG2IMG: 0.6, Mode.REFINE: 0.3, Mode.INPAINT: 0.99, Mode.OUTPAINT: 0.99}
 
 
 @dataclass(frozen=True)
@@ -108,12 +95,20 @@ class GenerationParams:
         None  # feature reuse (DeepCache): the whole UNet every N steps; 1: off; None: preset's
     )
     cache_branch: int | None = None  # what a reused step skips (DeepCache's branch; None: 0, all but the outermost)
-    image: Any = field(default=None, compare=False, repr=False)  # PIL.Image for img2img and refine
+    image: Any = field(default=None, compare=False, repr=False)  # PIL.Image for img2img, refine, inpaint, outpaint
+    mask: Any = field(default=None, compare=False, repr=False)  # inpaint: PIL.Image, white (or transparent) = repaint
+    mask_blur: int | None = None  # inpaint, outpaint: pixels; None: DEFAULT_MASK_BLUR
+    inpaint_area: InpaintArea | None = None  # inpaint, outpaint: None: whole
+    masked_padding: int | None = None  # inpaint_area masked: pixels around the mask; None: DEFAULT_MASKED_PADDING
+    expand: tuple[int, int, int, int] | None = None  # outpaint: pixels added left, top, right, bottom (multiples of 8)
+    fill: OutpaintFill | None = None  # outpaint: what the new area starts as; None: edge
+    refiner_frac: float | None = None  # inpaint, outpaint: the refiner's inpainting takes over at this fraction
+    refine_strength: float | None = None  # inpaint, outpaint: then a refiner inpainting pass of this strength
 
     def __post_init__(self) -> None:
-        _set(self, "mode", _enum(Mode, self.mode, "mode"))
+        set_field(self, "mode", enum_value(Mode, self.mode, "mode"))
         for name in ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2"):
-            _check_text(name, getattr(self, name))
+            check_text(name, getattr(self, name))
         if self.prompt is None:
             raise ConfigError("prompt must be text (it may be empty)")
         for name in ("width", "height"):
@@ -138,25 +133,26 @@ class GenerationParams:
             raise ConfigError(f"seed {self.seed!r} must be a whole number from 0 to 2**64-1")
         check_scheduler_name(self.scheduler)
         self._check_feature_reuse()
-        _check_fraction("high_noise_frac", self.high_noise_frac, low_closed=False, high_closed=False)
+        check_fraction("high_noise_frac", self.high_noise_frac, low_closed=False, high_closed=False)
         self._check_strength_and_image()
+        check_repaint(self)
 
     def _check_strength_and_image(self) -> None:
         if self.mode.needs_image:
             if self.image is None:
                 raise ConfigError(f"mode {self.mode.value} needs an input image (--image FILE)")
             if self.strength is None:
-                _set(self, "strength", DEFAULT_STRENGTH[self.mode])
-            _check_fraction("strength", self.strength, low_closed=False, high_closed=True)
+                set_field(self, "strength", DEFAULT_STRENGTH[self.mode])
+            check_fraction("strength", self.strength, low_closed=False, high_closed=True)
             if self.steps is not None and int(self.steps * self.strength) < 1:
                 raise ConfigError(
                     f"steps {self.steps} x strength {self.strength} leaves no denoising step; raise steps or strength"
                 )
         else:
             if self.image is not None:
-                raise ConfigError(f"mode {self.mode.value} takes no input image; use img2img or refine")
+                raise ConfigError(f"mode {self.mode.value} takes no input image; use img2img, refine or inpaint")
             if self.strength is not None:
-                raise ConfigError(f"strength is only used by img2img and refine, not {self.mode.value}")
+                raise ConfigError(f"strength is only used by the modes with an input image, not {self.mode.value}")
         if self.keep_base_images and self.mode is not Mode.BASE_REFINER:
             raise ConfigError(f"keep_base_images is only for base+refiner, not {self.mode.value}")
         if self.mode is Mode.BASE_REFINER and self.steps is not None:
@@ -166,6 +162,11 @@ class GenerationParams:
                         f"steps {self.steps} with high_noise_frac {self.high_noise_frac} leaves the {stage} "
                         "no step; raise steps or move the fraction"
                     )
+
+    @property
+    def uses_refiner(self) -> bool:
+        """Whether the request needs the refiner: its mode, or the refiner's part in inpainting."""
+        return self.mode.needs_refiner or self.refiner_frac is not None or self.refine_strength is not None
 
     @classmethod
     def from_options(cls, options: Any, **given: Any) -> GenerationParams:
@@ -194,6 +195,15 @@ class GenerationParams:
             out[name] = "model default" if value is None else str(value)
         if self.mode is Mode.BASE_REFINER:
             out["high_noise_frac"] = str(self.high_noise_frac)
+        if self.mode.repaints:
+            out.update(inpaint_area=self.inpaint_area.value, mask_blur=str(self.mask_blur))
+            if self.inpaint_area is InpaintArea.MASKED:
+                out["masked_padding"] = str(self.masked_padding)
+        if self.mode is Mode.OUTPAINT:
+            out.update(expand=",".join(map(str, self.expand)), fill=self.fill.value)
+        for name in ("refiner_frac", "refine_strength"):
+            if getattr(self, name) is not None:
+                out[name] = str(getattr(self, name))
         if self.cache_interval is not None and self.cache_interval > 1:
             out.update(cache_interval=str(self.cache_interval), cache_branch=str(self.cache_branch or 0))
         return out

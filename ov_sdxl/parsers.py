@@ -106,10 +106,15 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--mode",
         default=Mode.TEXT2IMG.value,
         choices=_values(Mode),
-        help="text2img (default), img2img (--image), base+refiner (the base, then the refiner finishes), refine",
+        help="text2img (default), img2img (--image), base+refiner (the base, then the refiner finishes), refine, "
+        "inpaint (--image, --mask), outpaint (--image, --expand)",
     )
-    p.add_argument("--image", type=Path, help="input image for img2img and refine")
-    p.add_argument("--strength", type=float, help="img2img/refine noise strength in (0, 1]; default 0.6 / 0.3")
+    p.add_argument("--image", type=Path, help="input image for img2img, refine, inpaint and outpaint")
+    p.add_argument(
+        "--strength",
+        type=float,
+        help="noise strength in (0, 1] of the modes with --image; default 0.6 img2img, 0.3 refine, 0.99 in/outpaint",
+    )
     p.add_argument(
         "--high-noise-frac",
         type=float,
@@ -129,6 +134,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help="images in one batch, default 1; each PNG records its own seed and the command that makes it alone",
     )
     p.add_argument("--scheduler", help="default: the model's own; see `ov-sdxl schedulers`")
+    _add_repaint(p)
     p.add_argument("--device", default="CPU", help="CPU (default), GPU, GPU.1, AUTO...; see `ov-sdxl devices`")
     p.add_argument(
         "--precision",
@@ -141,6 +147,62 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     _add_limits(p)
     _add_output(p, "out.png")
     _add_runtime_options(p)
+
+
+class _Sides(tuple):
+    """--expand's four pixel counts, written back as given (L,T,R,B) in the command a PNG records."""
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self))
+
+
+def _sides(text: str) -> _Sides:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: four whole numbers left,top,right,bottom, e.g. 256,0,256,0")
+    return _Sides(values)
+
+
+def _add_repaint(p: argparse.ArgumentParser) -> None:
+    from ov_sdxl.repaint import DEFAULT_MASK_BLUR, DEFAULT_MASKED_PADDING, InpaintArea, OutpaintFill
+
+    p.add_argument(
+        "--mask",
+        type=Path,
+        help="inpaint: white (or transparent) is repainted; any size, resized to --image; default: --image's "
+        "own transparent pixels",
+    )
+    blur = f"inpaint/outpaint: blur of the mask's edge in pixels; default {DEFAULT_MASK_BLUR}"
+    p.add_argument("--mask-blur", type=int, help=blur)
+    p.add_argument(
+        "--inpaint-area",
+        choices=_values(InpaintArea),
+        help="inpaint/outpaint: whole (default) generates the whole image; masked generates only the mask's "
+        "surroundings at the model's size (or --width/--height) and pastes them back",
+    )
+    p.add_argument(
+        "--masked-padding",
+        type=int,
+        help=f"--inpaint-area masked: pixels kept around the mask; default {DEFAULT_MASKED_PADDING}",
+    )
+    p.add_argument("--expand", type=_sides, help="outpaint: pixels added left,top,right,bottom (multiples of 8)")
+    fill = "outpaint: what the new area starts as: edge (default, the border stretched), noise, blur"
+    p.add_argument("--fill", choices=_values(OutpaintFill), help=fill)
+    p.add_argument(
+        "--refiner-frac",
+        type=float,
+        help="inpaint/outpaint: the refiner's inpainting finishes from this fraction of the steps, in (0, 1) "
+        "(diffusers' inpainting ensemble); default: the base alone",
+    )
+    p.add_argument(
+        "--refine-strength",
+        type=float,
+        help="inpaint/outpaint: then the refiner repaints the masked part of the result at this strength, "
+        "in (0, 1]; default: no refiner pass",
+    )
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
@@ -233,7 +295,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--mode",
         default=Mode.TEXT2IMG.value,
-        choices=_values(Mode, leave_out=(Mode.IMG2IMG, Mode.REFINE)),
+        choices=_values(Mode, leave_out=(Mode.IMG2IMG, Mode.REFINE, Mode.INPAINT, Mode.OUTPAINT)),
         help="text2img (default) or base+refiner",
     )
     p.add_argument("--steps", type=int, help="default: each model's own (30 for SDXL, 4 for SDXL-Turbo...)")

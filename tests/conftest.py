@@ -70,19 +70,20 @@ def runtime(tiny_model, ov_cache):
 
 @pytest.fixture(scope="session")
 def torch_pipes(tiny_sources):
-    """diffusers' own PyTorch pipelines on the same tiny weights: base, base-as-img2img, refiner.
+    """diffusers' own PyTorch pipelines on the same tiny weights: base, base-as-img2img, base-as-inpaint, refiner.
 
     Without the watermark, which diffusers adds by default whenever invisible-watermark is installed (ours is off
     by default, and tests/runtime/test_watermark.py compares the two with it on)."""
-    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline
 
     base_dir, refiner_dir = tiny_sources
     base = StableDiffusionXLPipeline.from_pretrained(base_dir, add_watermarker=False)
     img2img = StableDiffusionXLImg2ImgPipeline(**base.components, add_watermarker=False)
+    inpaint = StableDiffusionXLInpaintPipeline(**base.components, add_watermarker=False)
     refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(refiner_dir, add_watermarker=False)
-    for pipe in (base, img2img, refiner):
+    for pipe in (base, img2img, inpaint, refiner):
         pipe.set_progress_bar_config(disable=True)
-    return {"base": base, "img2img": img2img, "refiner": refiner}
+    return {"base": base, "img2img": img2img, "inpaint": inpaint, "refiner": refiner}
 
 
 @pytest.fixture(scope="session")

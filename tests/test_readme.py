@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 # README first, then the pages in the order a reader meets them; a new page must be added here to be run
@@ -69,6 +70,9 @@ def test_first_lines_are_install_run_and_test():
 def test_documented_commands_run(tiny_model, tmp_path):
     """Every ov-sdxl / convert.py line of the README and docs/, in order, in a fresh folder holding models/tiny."""
     shutil.copytree(tiny_model, tmp_path / "models" / "tiny")  # built by the same function as `ov-sdxl tiny`
+    mask = Image.new("L", (512, 512), 0)  # the user's own mask of docs/generate.md's inpainting: white = repaint
+    mask.paste(255, (192, 256, 320, 384))
+    mask.save(tmp_path / "mask.png")
     shutil.copy(ROOT / "convert.py", tmp_path)
     bindir = str(Path(sys.executable).parent)
     env = {
@@ -103,6 +107,10 @@ def test_documented_commands_run(tiny_model, tmp_path):
         "fox-reuse.png",
         "fox-reuse-deeper.png",
         "fox-taesdxl.png",
+        "fox-scarf.png",
+        "fox-scarf-crop.png",
+        "fox-wide.png",
+        "fox-scarf-refined.png",
     )
     for name in names:
         assert (tmp_path / name).is_file(), name

@@ -142,22 +142,22 @@ def _hybrid_vs_int8(formats: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    lines = [f"{'format':7} {'contender':12} {'what':58} {'time':>8} {'peak RSS (tree)':>16}"]
+    lines = [f"{'format':11} {'contender':12} {'what':58} {'time':>8} {'peak RSS (tree)':>16}"]
     for fmt, entry in results["formats"].items():
         for contender, data in entry.items():
             for row in data["rows"]:
-                line = f"{fmt:7} {contender:12} {row['what']:58} {row['seconds']:7.0f}s {gb(row['peak_rss']):>16}"
+                line = f"{fmt:11} {contender:12} {row['what']:58} {row['seconds']:7.0f}s {gb(row['peak_rss']):>16}"
                 lines.append(line)
                 if "calibration" in row:
                     renders = row["calibration"]
                     what = f"  of which calibration renders ({renders['unet_calls']} UNet calls)"
-                    lines.append(f"{fmt:7} {contender:12} {what:58} {renders['render_seconds']:7.0f}s")
-            total = f"{fmt:7} {contender:12} {'TOTAL (base + refiner)':58} {data['seconds']:7.0f}s"
+                    lines.append(f"{fmt:11} {contender:12} {what:58} {renders['render_seconds']:7.0f}s")
+            total = f"{fmt:11} {contender:12} {'TOTAL (base + refiner)':58} {data['seconds']:7.0f}s"
             lines.append(f"{total} {gb(data['peak_rss']):>16}")
         if len(entry) == 2:
             theirs, ours = entry["optimum-cli"], entry["ov-sdxl"]
             lines.append(
-                f"{fmt:7} ratios: time ov-sdxl/optimum-cli {ours['seconds'] / theirs['seconds']:.2f}x, "
+                f"{fmt:11} ratios: time ov-sdxl/optimum-cli {ours['seconds'] / theirs['seconds']:.2f}x, "
                 f"peak RSS optimum-cli/ov-sdxl {theirs['peak_rss'] / ours['peak_rss']:.2f}x"
             )
     if "hybrid_vs_int8" in results:

@@ -1,4 +1,4 @@
-"""The Gradio demo: one page and four API endpoints on one ``SDXLRuntime``; launching is kept separate.
+"""The Gradio demo: one page and six API endpoints on one ``SDXLRuntime``; launching is kept separate.
 
     from ov_sdxl import SDXLRuntime
     from ov_sdxl.demo import build_demo, launch_demo
@@ -6,7 +6,8 @@
     url = launch_demo(demo, host="127.0.0.1", port=7860)     # returns at once; demo.block_thread() to wait
 
     from gradio_client import Client
-    Client(url).predict(prompt="a lighthouse at dusk", api_name="/text2img")   # also /base_refiner, /img2img, /refine
+    Client(url).predict(prompt="a lighthouse at dusk", api_name="/text2img")   # also /base_refiner, /img2img, /refine,
+                                                                                 # /inpaint, /outpaint
 
 Serving: every generate event shares one queue slot (pipelines are not thread-safe); the queue holds at most
 ``limits.max_queue`` requests and answers the rest "busy, try again"; uploads are limited in bytes and pixels;
@@ -38,6 +39,8 @@ from ov_sdxl.demo.inputs import (
     DemoLimits,
     size_label,
 )
+from ov_sdxl.demo.repaint import EXPAND
+from ov_sdxl.repaint import DEFAULT_MASK_BLUR, DEFAULT_MASKED_PADDING, InpaintArea, OutpaintFill
 from ov_sdxl.schedulers import SCHEDULERS
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,18 @@ def build_demo(
                     elem_id="no-refiner",
                 )
                 image = gr.Image(label="Input image", type="filepath", sources=["upload", "clipboard"], visible=False)
+                editor = gr.ImageEditor(
+                    label="Input image: paint over the part to repaint",
+                    type="filepath",
+                    sources=["upload", "clipboard"],
+                    brush=gr.Brush(colors=["#ff3366"], color_mode="fixed", default_size=24),
+                    layers=False,
+                    transforms=(),
+                    format="png",
+                    visible=False,
+                    elem_id="inpaint-editor",
+                )
+                repaint = _repaint_options()
                 with gr.Row():
                     generate = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
@@ -143,7 +158,11 @@ def build_demo(
         def on_mode(label: str) -> tuple:
             chosen = MODES[label]
             return (
-                gr.update(visible=chosen.needs_image),
+                gr.update(visible=chosen.needs_image and chosen is not Mode.INPAINT),
+                gr.update(visible=chosen is Mode.INPAINT),
+                gr.update(visible=chosen is Mode.INPAINT),
+                gr.update(visible=chosen.repaints),
+                gr.update(visible=chosen is Mode.OUTPAINT),
                 gr.update(visible=chosen.needs_image, value=DEFAULT_STRENGTH.get(chosen, 0.6)),
                 gr.update(visible=chosen is Mode.BASE_REFINER),
                 gr.update(visible=chosen.needs_refiner and not has_refiner),
@@ -154,7 +173,8 @@ def build_demo(
             )
 
         ui = {"queue": False, "api_visibility": "private"}
-        mode.change(on_mode, mode, [image, strength, fraction, no_refiner, size], **ui)
+        shown = [image, editor, repaint["mask"], repaint["box"], repaint["outpaint"]]
+        mode.change(on_mode, mode, [*shown, strength, fraction, no_refiner, size], **ui)
         size.change(lambda choice: gr.update(visible=choice == CUSTOM_SIZE), size, custom, **ui)
         random_seed.click(lambda: RANDOM_SEED, None, seed, **ui)
         reuse_seed.click(lambda last: last if last is not None else RANDOM_SEED, last_seed, seed, **ui)
@@ -162,7 +182,7 @@ def build_demo(
         run = gr.on(
             [generate.click, prompt.submit],
             handlers.generate,
-            [*form, scheduler, num_images, reuse],
+            [*form, scheduler, num_images, reuse, editor, *(repaint[name] for name in REPAINT_INPUTS)],
             [gallery, status, parameters, last_seed],
             concurrency_id=QUEUE,
             concurrency_limit=1,
@@ -173,6 +193,42 @@ def build_demo(
         _api_endpoints(handlers, native, defaults, [gallery, status, parameters])
     demo.queue(max_size=limits.max_queue, default_concurrency_limit=1, api_open=False)
     return demo
+
+
+REPAINT_INPUTS = ("mask", "mask_blur", "inpaint_area", "masked_padding", *EXPAND, "fill")  # generate()'s order
+
+
+def _repaint_options() -> dict[str, Any]:
+    """The Inpaint and Outpaint options, hidden until their mode is chosen: an uploaded mask, the mask's blur, the
+    area generated, and the four expand sliders with the fill."""
+    found: dict[str, Any] = {}
+    found["mask"] = gr.Image(
+        label="Mask (optional, instead of painting): white = repaint",
+        type="filepath",
+        sources=["upload"],
+        image_mode=None,  # the file's own, so that an alpha mask keeps its alpha
+        visible=False,
+    )
+    with gr.Group(visible=False) as found["box"]:
+        found["mask_blur"] = gr.Slider(0, 64, value=DEFAULT_MASK_BLUR, step=1, label="Mask blur (pixels)")
+        found["inpaint_area"] = gr.Radio(
+            [area.value for area in InpaintArea],
+            value=InpaintArea.WHOLE.value,
+            label="Area generated",
+            info="masked: only the mask's surroundings, at the size chosen below (Input image size: the model's), "
+            "pasted back",
+        )
+        found["masked_padding"] = gr.Slider(
+            0, 256, value=DEFAULT_MASKED_PADDING, step=8, label="Pixels kept around the mask (area: masked)"
+        )
+    with gr.Group(visible=False) as found["outpaint"]:
+        with gr.Row():
+            for name in EXPAND:
+                found[name] = gr.Slider(0, 1024, value=0, step=8, label=f"Add {name.split('_')[1]} (pixels)")
+        found["fill"] = gr.Radio(
+            [fill.value for fill in OutpaintFill], value=OutpaintFill.EDGE.value, label="New area starts as"
+        )
+    return found
 
 
 def _extras_text(runtime: Any) -> str:
@@ -242,6 +298,16 @@ def _api_endpoints(handlers: DemoHandlers, native: tuple[int, int], defaults: di
     for name, mode in (("img2img", Mode.IMG2IMG), ("refine", Mode.REFINE)):
         inputs = [prompt, image, negative, strengths[mode], input_width, input_height, *tail]
         trigger.click(getattr(handlers, name), inputs, api_name=name, **common)
+    with gr.Column(visible=False):
+        mask = gr.File(type="filepath", file_types=["image"], label="mask")
+        strength = gr.Number(DEFAULT_STRENGTH[Mode.INPAINT], label="strength")
+        blur, padding = gr.Number(None, label="mask_blur"), gr.Number(None, label="masked_padding")
+        area, fill = gr.Textbox(InpaintArea.WHOLE.value, label="inpaint_area"), gr.Textbox(None, label="fill")
+        expand = [gr.Number(0, label=name) for name in EXPAND]
+    inputs = [prompt, image, mask, negative, strength, blur, area, padding, input_width, input_height, *tail[:-1]]
+    trigger.click(handlers.inpaint, inputs, api_name="inpaint", **common)
+    inputs = [prompt, image, *expand, fill, negative, strength, blur, *tail[:-1]]
+    trigger.click(handlers.outpaint, inputs, api_name="outpaint", **common)
 
 
 def launch_demo(

@@ -28,6 +28,7 @@ from ov_sdxl.config import DEFAULT_HIGH_NOISE_FRAC, GenerationParams, Mode
 from ov_sdxl.demo.inputs import MODEL_SCHEDULER, MODES, RANDOM_SEED, DemoLimits, preset_size, to_params
 from ov_sdxl.demo.labels import step_line, timing_line
 from ov_sdxl.demo.live import PREPARING, stream
+from ov_sdxl.demo.repaint import repaint_fields
 from ov_sdxl.demo.runs import Run, Runs
 from ov_sdxl.errors import ConfigError, GenerationCancelled, InputError, OvSdxlError
 
@@ -90,6 +91,16 @@ class DemoHandlers:
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
         cache_interval: float | None = None,  # None: the preset's (fast: 3, others: 1 = no feature reuse)
+        editor: dict | None = None,  # Inpaint: gr.ImageEditor's value, the image and the painted mask (repaint.py)
+        mask: str | None = None,  # Inpaint: an uploaded mask instead of the painted one
+        mask_blur: float | None = None,
+        inpaint_area: str | None = None,
+        masked_padding: float | None = None,
+        expand_left: float = 0,  # Outpaint: pixels added on each side
+        expand_top: float = 0,
+        expand_right: float = 0,
+        expand_bottom: float = 0,
+        fill: str | None = None,
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008 - Gradio's idiom: a tracker per event
     ) -> Iterator[Outputs]:
@@ -186,10 +197,58 @@ class DemoHandlers:
         """The refiner on a finished image; the input's size unless width and height are given; strength 0.3."""
         return self._generate(Mode.REFINE, _form(locals()), request, progress)[:3]
 
+    def inpaint(
+        self,
+        prompt: str,
+        image: str | None = None,
+        mask: str | None = None,
+        negative_prompt: str = "",
+        strength: float | None = None,
+        mask_blur: float | None = None,
+        inpaint_area: str | None = None,
+        masked_padding: float | None = None,
+        width: float | None = None,
+        height: float | None = None,
+        steps: float | None = None,
+        guidance: float | None = None,
+        seed: str | int = RANDOM_SEED,
+        scheduler: str = MODEL_SCHEDULER,
+        num_images: float = 1,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> tuple[list, str, dict]:
+        """Repaint the white (or transparent) part of ``mask``; no mask: the image's transparent pixels; strength
+        0.99, mask blur 4 px, the whole image or only the mask's surroundings (``inpaint_area="masked"``)."""
+        return self._generate(Mode.INPAINT, _form(locals()), request, progress)[:3]
+
+    def outpaint(
+        self,
+        prompt: str,
+        image: str | None = None,
+        expand_left: float = 0,
+        expand_top: float = 0,
+        expand_right: float = 0,
+        expand_bottom: float = 0,
+        fill: str | None = None,
+        negative_prompt: str = "",
+        strength: float | None = None,
+        mask_blur: float | None = None,
+        steps: float | None = None,
+        guidance: float | None = None,
+        seed: str | int = RANDOM_SEED,
+        scheduler: str = MODEL_SCHEDULER,
+        num_images: float = 1,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),  # noqa: B008
+    ) -> tuple[list, str, dict]:
+        """Extend the image by the expand pixels (multiples of 8) on each side and paint the new area."""
+        return self._generate(Mode.OUTPAINT, _form(locals()), request, progress)[:3]
+
     # -- one run -----------------------------------------------------------------------------------------------
     def _params(self, mode: Mode, values: dict[str, Any]) -> GenerationParams:
-        has_refiner = self.runtime.has_refiner
-        return to_params(mode, values, native=self.native, has_refiner=has_refiner, limits=self.limits)
+        has_refiner, limits = self.runtime.has_refiner, self.limits
+        repaint = repaint_fields(mode, values, limits)
+        return to_params(mode, values, native=self.native, has_refiner=has_refiner, limits=limits, repaint=repaint)
 
     def _generate(self, mode: Mode, values: dict[str, Any], request: gr.Request | None, progress: Any) -> Outputs:
         with user_errors():

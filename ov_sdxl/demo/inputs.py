@@ -24,6 +24,8 @@ MODES = {
     "Text to image + refiner": Mode.BASE_REFINER,
     "Image to image": Mode.IMG2IMG,
     "Refine an image": Mode.REFINE,
+    "Inpaint": Mode.INPAINT,
+    "Outpaint": Mode.OUTPAINT,
 }
 SIZE_PRESETS = [(1024, 1024), (1152, 896), (896, 1152), (1216, 832), (832, 1216), (1344, 768), (768, 1344)]
 SIZE_PRESETS += [(1536, 640), (640, 1536)]  # SDXL's trained aspect ratios
@@ -102,24 +104,32 @@ def parse_seed(value: Any) -> int | None:
     return int(text)
 
 
-def load_upload(path: str | Path | None, limits: DemoLimits) -> Any:
-    """The uploaded image as RGB, its pixel count checked from the header; errors name the upload, not our path."""
+def load_upload(path: str | Path | None, limits: DemoLimits, what: str = "image", keep_alpha: bool = False) -> Any:
+    """The uploaded image as RGB (``keep_alpha``: RGBA when it has transparent pixels), its pixel count checked from
+    the header; errors name the upload, not our path."""
     from ov_sdxl.images import load_image
 
     if path is None:
-        raise ConfigError("this mode needs an input image: upload one")
+        raise ConfigError(f"this mode needs an input {what}: upload one")
     try:
-        return load_image(path, max_pixels=limits.max_upload_pixels)
+        return load_image(path, max_pixels=limits.max_upload_pixels, keep_alpha=keep_alpha)
     except ImageError as exc:
-        named = f"the uploaded image ({Path(path).name})"
+        named = f"the uploaded {what} ({Path(path).name})"
         raise ImageError(str(exc).replace(f"image {path}", named).replace(str(path), named)) from None
 
 
 def to_params(
-    mode: Mode, values: dict[str, Any], *, native: tuple[int, int], has_refiner: bool, limits: DemoLimits
+    mode: Mode,
+    values: dict[str, Any],
+    *,
+    native: tuple[int, int],
+    has_refiner: bool,
+    limits: DemoLimits,
+    repaint: dict[str, Any] | None = None,
 ) -> GenerationParams:
     """GenerationParams from form values (prompt, negative_prompt, image path, width, height, steps, guidance,
-    strength, high_noise_frac, seed, scheduler, num_images, cache_interval), checked against the demo's limits."""
+    strength, high_noise_frac, seed, scheduler, num_images, cache_interval), checked against the demo's limits;
+    ``repaint``: the inpaint and outpaint fields, from repaint.py's ``repaint_fields``."""
     values = dict(values)
     if not str(values.get("prompt") or "").strip():
         raise ConfigError(EMPTY_PROMPT)
@@ -137,12 +147,13 @@ def to_params(
             raise ConfigError(f"{name} {values[name]} is over this demo's limit of {cap}")
     if mode is not Mode.BASE_REFINER:
         values.pop("high_noise_frac", None)
+    repaint = repaint or {}
     image = values.pop("image", None)
     if mode.needs_image:
         if (values.get("width") is None) != (values.get("height") is None):
             raise ConfigError("give both width and height to resize the input image, or neither to keep its size")
-        image = load_upload(image, limits)
-        if values.get("width") is None:
+        image = load_upload(image, limits, keep_alpha=mode is Mode.INPAINT)  # inpaint: transparent = repaint
+        if values.get("width") is None and repaint.get("inpaint_area") != "masked":
             check_input_size(*image.size)
     else:
         image = None  # a hidden upload from another mode is not part of this request
@@ -159,6 +170,7 @@ def to_params(
         negative_prompt=values.pop("negative_prompt", None) or None,
         keep_base_images=mode is Mode.BASE_REFINER,
         **values,
+        **repaint,
     )
 
 

@@ -77,6 +77,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     chunks: int | None = None  # 77-token windows when the prompts are weighted or long (see weighting.py)
     scheduler: str = ""  # the first stage's scheduler, named (schedulers.scheduler_name)
+    repaint: Any = None  # inpaint and outpaint: the RepaintJob (inpaint.py)
 
 
 class Steps:

@@ -4,6 +4,8 @@
     pipes = PipelineSet(layout, device="CPU", ov_config={"CACHE_DIR": "..."}, static_shapes=True)
     pipes.base        # OVStableDiffusionXLPipeline, loaded on first use
     pipes.img2img     # OVStableDiffusionXLImg2ImgPipeline over the *same* loaded base models
+    pipes.inpaint     # OVStableDiffusionXLInpaintPipeline, the same way
+    pipes.refiner_inpaint   # the refiner's, over the refiner's loaded models
     pipes.refiner     # OVStableDiffusionXLImg2ImgPipeline; text_encoder_2 and VAE taken from the base if identical
     pipes.prepare("base", height=1024, width=1024, num_images=1, guidance=True)  # reshapes only what changed
     pipes.on_load = callback  # called with each pipeline as it loads (textual inversion gives it its tokens)
@@ -110,25 +112,46 @@ class PipelineSet:
         if "img2img" not in self._pipes:
             from optimum.intel import OVStableDiffusionXLImg2ImgPipeline
 
-            base = self.base
-            models = {name: getattr(base, name).model for name in BASE_PARTS if getattr(base, name) is not None}
-            pipe = OVStableDiffusionXLImg2ImgPipeline(
-                scheduler=base.scheduler.__class__.from_config(base.scheduler.config),
-                tokenizer=base.tokenizer,
-                tokenizer_2=base.tokenizer_2,
-                device=self.device,
-                ov_config=dict(self.ov_config),
-                compile=False,
-                dynamic_shapes=False,
-                model_save_dir=self.layout.base,
-                force_zeros_for_empty_prompt=base.config.force_zeros_for_empty_prompt,
-                requires_aesthetics_score=False,
-                **models,
-            )
-            _share(pipe, base, [name for name in BASE_PARTS if name in models])
-            pipe.set_progress_bar_config(disable=True)
-            self._ready("img2img", pipe)
+            self._ready("img2img", self._over(self.base, OVStableDiffusionXLImg2ImgPipeline))
         return self._pipes["img2img"]
+
+    @property
+    def inpaint(self) -> Any:
+        """The base's inpainting pipeline (diffusers' masked latent blending with its 4-channel UNet)."""
+        if "inpaint" not in self._pipes:
+            from optimum.intel import OVStableDiffusionXLInpaintPipeline
+
+            self._ready("inpaint", self._over(self.base, OVStableDiffusionXLInpaintPipeline))
+        return self._pipes["inpaint"]
+
+    @property
+    def refiner_inpaint(self) -> Any:
+        """The refiner's inpainting pipeline, over the refiner's loaded models."""
+        if "refiner_inpaint" not in self._pipes:
+            from optimum.intel import OVStableDiffusionXLInpaintPipeline
+
+            self._ready("refiner_inpaint", self._over(self.refiner, OVStableDiffusionXLInpaintPipeline))
+        return self._pipes["refiner_inpaint"]
+
+    def _over(self, source: Any, cls: Any) -> Any:
+        """A ``cls`` pipeline over the *same* loaded models as ``source`` (nothing read or compiled twice)."""
+        models = {name: getattr(source, name).model for name in BASE_PARTS if getattr(source, name) is not None}
+        pipe = cls(
+            scheduler=source.scheduler.__class__.from_config(source.scheduler.config),
+            tokenizer=source.tokenizer,
+            tokenizer_2=source.tokenizer_2,
+            device=self.device,
+            ov_config=dict(self.ov_config),
+            compile=False,
+            dynamic_shapes=False,
+            model_save_dir=source.model_save_dir,
+            force_zeros_for_empty_prompt=source.config.force_zeros_for_empty_prompt,
+            requires_aesthetics_score=source.config.get("requires_aesthetics_score", False),
+            **models,
+        )
+        _share(pipe, source, list(models))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
     @property
     def has_refiner(self) -> bool:

@@ -1,4 +1,4 @@
-"""SDXLRuntime: load a converted model once, then run text2img, img2img, base+refiner and refine on it.
+"""SDXLRuntime: load a converted model once, then run text2img, img2img, base+refiner, refine, inpaint and outpaint.
 
     from ov_sdxl import SDXLRuntime
     runtime = SDXLRuntime.from_dir("models/sdxl", device="CPU")
@@ -6,6 +6,8 @@
     result.images[0].save("out.png"); result.seed; result.timings
     runtime.base_then_refiner("a lighthouse at dusk", high_noise_frac=0.8)
     runtime.refine("touch up", image=PIL.Image.open("photo.png"), strength=0.3)
+    runtime.inpaint("a red scarf", image=photo, mask=mask, inpaint_area="masked")   # inpaint.py: masks, areas
+    runtime.outpaint("a wide beach", image=photo, expand=(256, 0, 256, 0))
     SDXLRuntime.from_dir("models/sdxl", embeddings=("neg.safetensors:<neg>",), watermark=True)  # embeddings.py...
 
 Every task goes through ``generate(params, progress=..., cancel=..., preview=...)``: ``progress(stage, step, total)``
@@ -26,20 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from ov_sdxl.config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationParams, Mode, Precision, RuntimeConfig, Vae
-from ov_sdxl.errors import ConfigError, GenerationCancelled, GenerationError, ModelNotFoundError
+from ov_sdxl.errors import ConfigError, ModelNotFoundError
 from ov_sdxl.layout import ModelLayout
 from ov_sdxl.model_info import ModelInfo
 from ov_sdxl.params import image_seeds
-from ov_sdxl.runtime.decode import decode_latents
 from ov_sdxl.runtime.embeddings import Embedding, EmbeddingSet, EmbeddingSpec
 from ov_sdxl.runtime.feature_cache import FeatureCache
 from ov_sdxl.runtime.generation import GenerationResult, Preview, Progress, Run, Steps
+from ov_sdxl.runtime.inpaint import RepaintJob
 from ov_sdxl.runtime.pipelines import PipelineSet, check_device
-from ov_sdxl.runtime.presets import GUIDED_TENSORS, resolve_preset, uses_guidance
+from ov_sdxl.runtime.presets import resolve_preset
+from ov_sdxl.runtime.stages import Stages
 from ov_sdxl.runtime.tiny_decoder import TinyDecoder
 from ov_sdxl.runtime.watermark import WATERMARK_METADATA, Watermarker
-from ov_sdxl.runtime.weighting import CHUNK, chunk_count, encode, needs_embeddings
-from ov_sdxl.schedulers import make_scheduler, scheduler_name
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,13 @@ class SDXLRuntime:
         self.preset = resolve_preset(config.preset, (self.layout.manifest or {}).get("weights"))
         self.pipelines = PipelineSet(self.layout, config.device, self._ov_config(), config.static_shapes)
         self._lock = threading.Lock()
-        self._schedulers: dict[int, Any] = {}  # each pipeline's own scheduler, the base of named ones
         self._watermarker = Watermarker() if config.watermark else None
         self._embeddings = EmbeddingSet(self.layout.base)
         self._features = FeatureCache(config.device, self.pipelines.ov_config)  # the feature-reuse UNets
         self.pipelines.on_load = self._embeddings.apply
         self.tiny_decoder = self._tiny_decoder()  # TAESDXL, with vae="taesdxl"; None: SDXL's VAE decodes
+        decoding = {"tiny_decoder": self.tiny_decoder, "watermarker": self._watermarker}
+        self._stages = Stages(config, self.pipelines, self.preset, self.model_info, self._features, **decoding)
         for spec in config.embeddings:
             self.load_embedding(spec.path, spec.token)
 
@@ -160,6 +162,14 @@ class SDXLRuntime:
     def refine(self, prompt: str, image: Any, **kw: Any) -> GenerationResult:
         return self._task(Mode.REFINE, prompt, {**kw, "image": image})
 
+    def inpaint(self, prompt: str, image: Any, mask: Any = None, **kw: Any) -> GenerationResult:
+        """Repaint the white (or transparent) part of ``mask``; no mask: the image's own transparent pixels."""
+        return self._task(Mode.INPAINT, prompt, {**kw, "image": image, "mask": mask})
+
+    def outpaint(self, prompt: str, image: Any, expand: tuple[int, int, int, int], **kw: Any) -> GenerationResult:
+        """Extend ``image`` by ``expand`` pixels (left, top, right, bottom) and paint the new area."""
+        return self._task(Mode.OUTPAINT, prompt, {**kw, "image": image, "expand": expand})
+
     def _task(self, mode: Mode, prompt: str, kw: dict[str, Any]) -> GenerationResult:
         watch = {name: kw.pop(name) for name in ("progress", "cancel", "preview", "preview_every") if name in kw}
         return self.generate(GenerationParams(prompt=prompt, mode=mode, **kw), **watch)
@@ -178,41 +188,40 @@ class SDXLRuntime:
         from ov_sdxl.libraries import import_quietly
 
         import_quietly()
-        if params.mode.needs_refiner and not self.has_refiner:
+        if params.uses_refiner and not self.has_refiner:
+            what = f"mode {params.mode.value}" if params.mode.needs_refiner else "the refiner's inpainting"
             raise ModelNotFoundError(
-                f"mode {params.mode.value} needs a refiner, and {self.layout.root} has none; "
+                f"{what} needs a refiner, and {self.layout.root} has none; "
                 "convert with --refiner stabilityai/stable-diffusion-xl-refiner-1.0"
             )
         params, notes = self.resolve(params)
-        width, height = self._size(params)
+        seed = params.seed if params.seed is not None else secrets.randbits(63)
+        repaint = RepaintJob.build(params, seed) if params.mode.repaints else None
+        width, height = self._size(params, repaint)
         self.config.check_limits(width, height, params.steps, params.num_images)
         if self._watermarker is not None:
             self._watermarker.check_size(width, height)
-        seed = params.seed if params.seed is not None else secrets.randbits(63)
         generators = [torch.Generator("cpu").manual_seed(s) for s in image_seeds(seed, params.num_images)]
         previewer = self.tiny_decoder.preview if self.tiny_decoder is not None else None
         steps = Steps(progress, cancel, preview, preview_every, previewer)
         run = Run(self._embeddings.canonical_params(params), width, height, generators, steps)
         run.notes.extend(notes)
+        if repaint is not None:
+            run.repaint = repaint
+            run.notes.extend(repaint.notes)
         for note in self._embeddings.notes(params):
             log.warning("%s", note)
             run.notes.append(note)
-        runner = {
-            Mode.TEXT2IMG: self._run_text2img,
-            Mode.IMG2IMG: self._run_img2img,
-            Mode.BASE_REFINER: self._run_base_refiner,
-            Mode.REFINE: self._run_refine,
-        }[params.mode]
         with self._lock:
             started = time.monotonic()
-            images = runner(run)
+            images = self._stages.run(run)
             run.timings["total"] = time.monotonic() - started
         return GenerationResult(
             images=images,
             seed=seed,
             params=params,
-            width=width,
-            height=height,
+            width=images[0].width,  # the output's size: with "masked only" the input's, not the generation's
+            height=images[0].height,
             timings=run.timings,
             model=str(self.layout.root),
             base_images=run.base_images,
@@ -223,135 +232,23 @@ class SDXLRuntime:
                 **({"vae": Vae.TAESDXL.value} if self.tiny_decoder is not None else {}),
                 **self._embeddings.metadata(),
                 **(WATERMARK_METADATA if self._watermarker else {}),
+                **(repaint.metadata(width, height) if repaint is not None else {}),
             },
         )
 
-    def _size(self, params: GenerationParams) -> tuple[int, int]:
-        if params.mode.needs_image and params.width is None and params.height is None:
-            width, height = params.image.size
+    def _size(self, params: GenerationParams, repaint: RepaintJob | None) -> tuple[int, int]:
+        """The generation size: what was asked; else the input image's (the outpaint canvas), except for "masked
+        only", which generates at the model's native size."""
+        masked_only = repaint is not None and repaint.masked_only
+        if params.mode.needs_image and params.width is None and params.height is None and not masked_only:
+            width, height = (repaint or params).image.size
             if width % 8 or height % 8 or min(width, height) < 64:
+                what = "the outpaint canvas (image plus expand)" if params.mode is Mode.OUTPAINT else "input image"
                 raise ConfigError(
-                    f"input image is {width}x{height}; its sides must be multiples of 8 and at least 64 "
-                    "(give a size to resize it to: --width and --height, or width= and height= in Python)"
+                    f"{what} is {width}x{height}; its sides must be multiples of 8 and at least 64 "
+                    "(give a size to resize it to: --width and --height, or width= and height= in Python; "
+                    "or inpaint_area masked, which generates the mask's surroundings at the model's size)"
                 )
             return width, height
         native_w, native_h = self.native_size
         return params.width or native_w, params.height or native_h
-
-    def _prepare(self, name: str, run: Run) -> Any:
-        """The pipeline, shaped for the request, with a fresh scheduler of the requested kind."""
-        params = run.params
-        loaded = getattr(self.pipelines, name)
-        if needs_embeddings(loaded, params):  # weighted or long prompts: embeddings computed here, in windows
-            run.chunks = chunk_count(loaded, params)
-        tokens = (CHUNK + 2) * (run.chunks or 1)
-        cfg = uses_guidance(loaded, params.guidance)
-        window = cfg and self.preset.guidance_until is not None  # guidance stops part-way: a dynamic UNet batch
-        pipe = self.pipelines.prepare(name, run.height, run.width, params.num_images, cfg, tokens, window)
-        original = self._schedulers.setdefault(id(pipe), self._own_scheduler(name, pipe.scheduler))
-        pipe.scheduler = make_scheduler(params.scheduler, original)
-        run.scheduler = run.scheduler or params.scheduler or scheduler_name(pipe.scheduler)
-        return pipe
-
-    def _own_scheduler(self, name: str, scheduler: Any) -> Any:
-        """The pipeline's scheduler, with the base UNet's prediction type when the model info names one (the
-        1-step SDXL-Lightning predicts the sample), so that every named scheduler built from it uses it too."""
-        prediction = self.model_info.prediction_type if self.model_info is not None else None
-        if prediction is None or name == "refiner":
-            return scheduler
-        return scheduler.__class__.from_config(scheduler.config, prediction_type=prediction)
-
-    def _call(self, stage: str, pipe: Any, run: Run, start: float = 1.0, **kwargs: Any) -> Any:
-        """One diffusers ``__call__`` with the request's prompts and settings; ``kwargs`` add the task's own.
-        ``start`` is the noise level it starts from (1: pure noise), for the fast preset's guidance window."""
-        params = run.params
-        guidance, callback = params.guidance, run.steps.callback(stage)
-        window = self.preset.guidance_window(pipe, guidance)
-        if window is not None:
-            guidance = guidance if window.start_guided(start) else 1.0
-            callback = window.callback(callback)
-            kwargs["callback_on_step_end_tensor_inputs"] = ["latents", *GUIDED_TENSORS]  # latents: previews
-        run.steps.check()
-        started = time.monotonic()
-        kwargs.setdefault("output_type", "latent")  # decoded here, with a check (see decode.py)
-        if run.chunks is None:
-            texts = dict(
-                prompt=params.prompt,
-                prompt_2=params.prompt_2,
-                negative_prompt=params.negative_prompt,
-                negative_prompt_2=params.negative_prompt_2,
-            )
-        else:
-            texts = encode(pipe, params, run.chunks)
-        try:
-            with self._features.call(pipe.unet, pipe.scheduler, params.cache_interval, params.cache_branch or 0):
-                out = pipe(
-                    **texts,
-                    num_inference_steps=params.steps,
-                    guidance_scale=guidance,
-                    num_images_per_prompt=params.num_images,
-                    generator=run.generators,
-                    callback_on_step_end=callback,
-                    **kwargs,
-                )
-        except GenerationCancelled:
-            raise
-        except (RuntimeError, ValueError) as exc:
-            raise GenerationError(f"the {stage} failed: {exc}") from exc
-        run.timings[stage] = time.monotonic() - started
-        return out.images
-
-    def _input_image(self, run: Run) -> Any:
-        from ov_sdxl.images import to_rgb
-
-        image = to_rgb(run.params.image)
-        if image.size != (run.width, run.height):
-            log.debug("resizing the input image from %dx%d to %dx%d as requested", *image.size, run.width, run.height)
-            image = image.resize((run.width, run.height))
-        return image
-
-    def _run_text2img(self, run: Run) -> list[Any]:
-        pipe = self._prepare("base", run)
-        return self._decode(pipe, self._call("base", pipe, run, width=run.width, height=run.height), run)
-
-    def _run_img2img(self, run: Run) -> list[Any]:
-        pipe = self._prepare("img2img", run)
-        strength = run.params.strength
-        latents = self._call("base", pipe, run, strength, image=self._input_image(run), strength=strength)
-        return self._decode(pipe, latents, run)
-
-    def _run_base_refiner(self, run: Run) -> list[Any]:
-        fraction = run.params.high_noise_frac
-        base = self._prepare("base", run)
-        latents = self._call("base", base, run, width=run.width, height=run.height, denoising_end=fraction)
-        if run.params.keep_base_images:
-            run.base_images = self._decode(base, latents, run, "base_decode")
-        if self.config.one_shot:  # the base's UNet is done with: its memory goes before the refiner's UNet compiles
-            log.debug("one-shot: giving the base's UNet back before the refiner's compiles")
-            self._features.forget(base.unet)
-            base.unet.clear_requests()
-        else:
-            log.debug("long-lived runtime: the base's and the refiner's UNets stay compiled (one_shot=False)")
-        refiner = self._prepare("refiner", run)
-        latents = self._call("refiner", refiner, run, 1 - fraction, image=latents, denoising_start=fraction)
-        return self._decode(refiner, latents, run)
-
-    def _run_refine(self, run: Run) -> list[Any]:
-        pipe = self._prepare("refiner", run)
-        strength = run.params.strength
-        latents = self._call("refiner", pipe, run, strength, image=self._input_image(run), strength=strength)
-        return self._decode(pipe, latents, run)
-
-    def _decode(self, pipe: Any, latents: Any, run: Run, timing: str = "decode") -> list[Any]:
-        """Latents to PIL images, as diffusers' SDXL ``__call__`` ends, with the NaN/black check of decode.py."""
-        started = time.monotonic()
-        fallback = (
-            None if self.config.precision is Precision.F32 else functools.partial(self.pipelines.decode_f32, pipe)
-        )
-        images, note = decode_latents(pipe, latents, fallback, self.tiny_decoder)
-        if note:
-            run.notes.append(note)
-        if self._watermarker is not None:
-            images = self._watermarker.apply(images)
-        run.timings[timing] = time.monotonic() - started
-        return images

@@ -1,5 +1,6 @@
 """The command line end to end on the tiny model: outputs, metadata, and every error's exit code and message."""
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -85,6 +86,40 @@ def test_generate_several_images_and_img2img(tiny_model, tmp_path, capsys):
     assert Image.open(tmp_path / "edit.png").text["strength"] == "0.6"
 
 
+def test_inpaint_and_outpaint_from_the_command_line(tiny_model, tmp_path, capsys):
+    """A mask file, a "masked only" repair and an outpaint: each PNG records its mode and how it was made, and its
+    regenerate command makes the same image again."""
+    Image.effect_noise((128, 96), 60).convert("RGB").save(tmp_path / "photo.png")
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (16, 16, 40, 40))
+    mask.save(tmp_path / "mask.png")  # half the image's size: resized, with a note
+    given = ["generate", "--model", tiny_model, "--prompt", "a wide view", "--image", tmp_path / "photo.png"]
+    given += ["--steps", "3", "--seed", "5"]
+    repair = ["--mode", "inpaint", "--mask", tmp_path / "mask.png", "--inpaint-area", "masked"]
+    repair += ["--width", "64", "--height", "64", "--output", tmp_path / "fixed.png"]
+    code, out, err = run(capsys, *given, *repair)
+    assert code == 0, err
+    fixed = Image.open(tmp_path / "fixed.png")
+    meta = fixed.text
+    assert (meta["mode"], meta["inpaint_area"], meta["masked_padding"], meta["generated_at"]) == (
+        "inpaint",
+        "masked",
+        "32",
+        "64x64",
+    )
+    assert fixed.size == (128, 96) and len(meta["mask_sha256"]) == 16
+    wider = ["--mode", "outpaint", "--expand", "8,0,8,16", "--fill", "blur", "--output", tmp_path / "wide.png"]
+    code, out, err = run(capsys, *given, *wider)
+    assert code == 0, err
+    wide = Image.open(tmp_path / "wide.png")
+    assert wide.size == (144, 112) and wide.text["expand"] == "8,0,8,16" and wide.text["fill"] == "blur"
+    regenerate = shlex.split(wide.text["regenerate"])
+    assert regenerate[regenerate.index("--expand") + 1] == "8,0,8,16"
+    code, out, err = run(capsys, *regenerate[1:], "--output", tmp_path / "again.png")
+    assert code == 0, err
+    assert mean_abs_diff(Image.open(tmp_path / "again.png"), wide) == 0
+
+
 @pytest.fixture(scope="module")
 def broken_models(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("broken")
@@ -116,6 +151,11 @@ INPUT_ERRORS = [
     (["--model", "{image}"], "in.png is a file, not a model folder"),
     (["--mode", "img2img", "--image", "{odd}"], "give a size to resize it to: --width and --height"),
     (["--steps", "201"], "steps 201, over the limit of 200; raise it with --max-steps"),
+    (["--mode", "inpaint", "--image", "{image}"], "mode inpaint needs a mask (--mask FILE"),
+    (["--mode", "inpaint", "--image", "{image}", "--mask", "{black}"], "the mask is empty"),
+    (["--mode", "outpaint", "--image", "{image}", "--expand", "8,8"], "argument --expand: '8,8': four whole numbers"),
+    (["--mode", "outpaint", "--image", "{image}", "--expand", "4,0,0,0"], "each side a multiple of 8 pixels"),
+    (["--mode", "img2img", "--image", "{image}", "--mask", "{black}"], "mask is not used by mode img2img"),
 ]
 
 
@@ -125,7 +165,9 @@ def test_input_errors_exit_2_with_one_error_line(tiny_model, broken_models, tmp_
     Image.new("RGB", (64, 64)).save(image)
     (tmp_path / "notes.txt").write_text("hello")
     Image.new("RGB", (100, 100)).save(tmp_path / "odd.png")
+    Image.new("L", (64, 64)).save(tmp_path / "black.png")
     values = {"image": image, "odd": tmp_path / "odd.png", "tmp": tmp_path, "text": tmp_path / "notes.txt"}
+    values["black"] = tmp_path / "black.png"
     values.update(broken_models)
     extra = [e.format(**{k: str(v) for k, v in values.items()}) for e in extra]
     argv = generate_args(tiny_model, tmp_path / "out.png")

@@ -30,7 +30,30 @@ IMAGE = Image.new("RGB", (64, 64))
         ({"mode": "base+refiner", "high_noise_frac": 0.0}, "high_noise_frac 0.0 is outside (0, 1)"),
         ({"mode": "base+refiner", "high_noise_frac": 0.95, "steps": 4}, "leaves the refiner no step"),
         ({"image": IMAGE}, "mode text2img takes no input image"),
-        ({"strength": 0.5}, "strength is only used by img2img and refine"),
+        ({"strength": 0.5}, "strength is only used by the modes with an input image"),
+        ({"mode": "inpaint", "image": IMAGE}, "mode inpaint needs a mask (--mask FILE"),
+        ({"mode": "img2img", "image": IMAGE, "mask": IMAGE}, "mask is not used by mode img2img"),
+        ({"mode": "inpaint", "image": IMAGE, "mask": IMAGE, "expand": (8, 0, 0, 0)}, "expand is not used by"),
+        ({"mode": "inpaint", "image": IMAGE, "mask": IMAGE, "mask_blur": -1}, "mask_blur -1 must be a whole"),
+        ({"mode": "inpaint", "image": IMAGE, "mask": IMAGE, "inpaint_area": "crop"}, "inpaint_area 'crop' is not"),
+        (
+            {"mode": "inpaint", "image": IMAGE, "mask": IMAGE, "masked_padding": 8},
+            "only used with inpaint_area masked",
+        ),
+        ({"mode": "outpaint", "image": IMAGE}, "outpaint needs expand: four pixel counts"),
+        ({"mode": "outpaint", "image": IMAGE, "expand": (12, 0, 0, 0)}, "each side a multiple of 8 pixels"),
+        ({"mode": "outpaint", "image": IMAGE, "expand": (0, 0, 0, 0)}, "at least one above 0"),
+        ({"mode": "outpaint", "image": IMAGE, "expand": (8, 0, 0, 0), "fill": "paint"}, "fill 'paint' is not one of"),
+        ({"mode": "outpaint", "image": IMAGE, "expand": (8, 0, 0, 0), "width": 512}, "width and height are only for"),
+        ({"mode": "text2img", "mask_blur": 4}, "mask_blur is not used by mode text2img"),
+        ({"mode": "refine", "image": IMAGE, "refiner_frac": 0.8}, "refiner_frac is not used by mode refine"),
+        (
+            {"mode": "inpaint", "image": IMAGE, "mask": IMAGE, "refiner_frac": 1.0},
+            "refiner_frac 1.0 is outside (0, 1)",
+        ),
+        ({"mode": "inpaint", "image": IMAGE, "mask": IMAGE, "refiner_frac": 0.8, "refine_strength": 0.3}, "not both"),
+        ({"mode": "inpaint", "image": IMAGE, "mask": IMAGE, "refiner_frac": 0.9, "steps": 5}, "leaves the refiner no"),
+        ({"mode": "outpaint", "image": IMAGE, "expand": (8, 0, 0, 0), "refine_strength": 0}, "refine_strength 0 is"),
         ({"negative_prompt": 5}, "negative_prompt must be text, got int"),
     ],
 )
@@ -46,6 +69,21 @@ def test_generation_params_defaults_follow_sdxl():
     assert GenerationParams(prompt="x", mode="img2img", image=IMAGE).strength == 0.6
     assert GenerationParams(prompt="x", mode=Mode.REFINE, image=IMAGE).strength == 0.3
     assert GenerationParams(prompt="x", mode="base+refiner").high_noise_frac == 0.8
+    inpaint = GenerationParams(prompt="x", mode="inpaint", image=IMAGE, mask=IMAGE)
+    assert (inpaint.strength, inpaint.mask_blur, inpaint.inpaint_area, inpaint.masked_padding) == (
+        0.99,
+        4,
+        "whole",
+        None,
+    )
+    masked = GenerationParams(prompt="x", mode="inpaint", image=IMAGE, mask=IMAGE, inpaint_area="masked")
+    assert masked.masked_padding == 32 and masked.with_defaults(steps=30, guidance=5.0) == masked.with_defaults(
+        30, 5.0
+    )
+    outpaint = GenerationParams(prompt="x", mode="outpaint", image=IMAGE, expand=[8, 0, 16, 0])
+    assert (outpaint.expand, outpaint.fill, outpaint.strength) == ((8, 0, 16, 0), "edge", 0.99)
+    transparent = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    assert GenerationParams(prompt="x", mode="inpaint", image=transparent).mask is None  # the alpha is the mask
 
 
 def test_prompt_must_be_text():

@@ -18,14 +18,16 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from conftest import mean_abs_diff
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from ov_sdxl.config import GenerationParams, Mode
 from ov_sdxl.demo.handlers import DemoHandlers
-from ov_sdxl.demo.inputs import DemoLimits, parse_seed, whole
+from ov_sdxl.demo.inputs import INPUT_SIZE, DemoLimits, parse_seed, whole
 from ov_sdxl.demo.labels import STAGES
+from ov_sdxl.demo.repaint import NO_MASK
 from ov_sdxl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -332,9 +334,12 @@ def test_stages_in_the_users_words(runtime, handlers, start_image):
     """Every stage the runtime reports steps of and every part it times, in every mode, has words on the page; the
     status line and the progress bar show those words, never a key such as base_decode."""
     stages, timed = set(), set()
+    repaint = {Mode.INPAINT: {"mask": start_image, "refine_strength": 0.5}}  # the refiner's pass: its stages too
+    repaint[Mode.OUTPAINT] = {"expand": (8, 0, 0, 0), "inpaint_area": "masked"}
     for mode in Mode:
         image, keep = (start_image if mode.needs_image else None), mode is Mode.BASE_REFINER
-        params = GenerationParams(PROMPT, mode, image=image, width=64, height=64, steps=4, keep_base_images=keep)
+        extra = {"keep_base_images": keep, **repaint.get(mode, {})}
+        params = GenerationParams(PROMPT, mode, image=image, width=64, height=64, steps=4, **extra)
         timed |= set(runtime.generate(params, progress=lambda stage, step, total: stages.add(stage)).timings)
     keys = stages | timed
     assert {"base", "refiner", "base_decode", "decode", "total"} <= keys <= set(STAGES)
@@ -703,3 +708,44 @@ def test_load_10_clients_50_requests_memory_stays_flat(load_server):
     assert figures["images"] + figures["busy"] == 50 and figures["images"] >= 5
     assert figures["wall_s"] < 600 and server.is_running() and one_request(url)[0] == "image"
     assert rss_after <= 1.1 * rss_first, figures
+
+
+# -- inpaint and outpaint -------------------------------------------------------------------------------------------
+def test_inpaint_tab_uses_the_painted_strokes_as_the_mask(handlers, tmp_path, start_image):
+    """The image editor's value: the upload as background, the brush strokes on a transparent layer (any colour):
+    the same image as the runtime's inpaint with a white mask over the strokes."""
+    start_image.save(tmp_path / "photo.png")
+    layer = Image.new("RGBA", (128, 96), (0, 0, 0, 0))
+    layer.paste((255, 51, 102, 255), (40, 24, 88, 72))  # a stroke of the brush's colour
+    layer.save(tmp_path / "layer.png")
+    editor = {"background": str(tmp_path / "photo.png"), "layers": [str(tmp_path / "layer.png")], "composite": None}
+    gallery, status, parameters, _ = generate(
+        handlers, "Inpaint", PROMPT, editor=editor, size=INPUT_SIZE, steps=3.0, seed="4", mask_blur=2.0
+    )
+    mask = Image.new("L", (128, 96), 0)
+    mask.paste(255, (40, 24, 88, 72))
+    expected = handlers.runtime.inpaint(PROMPT, image=start_image, mask=mask, steps=3, seed=4, mask_blur=2)
+    painted = Image.open(gallery[0][0])
+    assert painted.size == (128, 96) and painted.text["mode"] == "inpaint" and parameters["mask_blur"] == "2"
+    assert mean_abs_diff(painted, expected.images[0]) == 0
+    message = error_of(lambda: list(handlers.generate("Inpaint", PROMPT, editor={**editor, "layers": []})))
+    assert message == NO_MASK
+
+
+def test_inpaint_and_outpaint_endpoints(client, tmp_path, start_image):
+    start_image.save(tmp_path / "photo.png")
+    mask = Image.new("RGBA", (128, 96), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (40, 24, 88, 72))  # OpenAI's convention: transparent = repaint
+    mask.save(tmp_path / "mask.png")
+    photo, alpha = handle_file(str(tmp_path / "photo.png")), handle_file(str(tmp_path / "mask.png"))
+    masked = {"inpaint_area": "masked", "width": 64, "height": 64}
+    gallery, _, parameters = predict(
+        client, prompt=PROMPT, image=photo, mask=alpha, steps=3, api_name="/inpaint", **masked
+    )
+    repaired = Image.open(gallery[0]["image"])
+    assert repaired.size == (128, 96) and parameters["inpaint_area"] == "masked" and parameters["strength"] == "0.99"
+    wider = {"expand_left": 16, "expand_bottom": 8, "fill": "noise"}
+    gallery, _, parameters = predict(client, prompt=PROMPT, image=photo, steps=3, api_name="/outpaint", **wider)
+    assert Image.open(gallery[0]["image"]).size == (144, 104) and parameters["fill"] == "noise"
+    with pytest.raises(AppError, match="each side a multiple of 8 pixels"):
+        predict(client, prompt=PROMPT, image=photo, expand_left=12, steps=2, api_name="/outpaint")

@@ -152,3 +152,34 @@ def test_stop_works_under_load(page, url):
         expect(status(page)).to_contain_text("Stopped (base step", timeout=30_000)
         outcomes = [future.result(timeout=240) for future in queued]
     assert outcomes.count("image") + outcomes.count("busy") == 10 and outcomes.count("image") >= 1, outcomes
+
+
+def test_inpaint_a_painted_stroke(page, tmp_path):
+    """The Inpaint tab: upload into the image editor, paint a stroke with the brush, Generate: the repaired image
+    appears, at the upload's size, and says it was inpainted."""
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    Image.effect_noise((128, 96), 80).convert("RGB").save(tmp_path / "photo.png")
+    page.get_by_label("Prompt", exact=True).fill("a red scarf")
+    page.get_by_label("Inpaint", exact=True).check()
+    editor = page.locator("#inpaint-editor")
+    expect(editor).to_be_visible()
+    editor.locator("input[type='file']").first.set_input_files(str(tmp_path / "photo.png"))
+    canvas = editor.locator("canvas").first
+    expect(canvas).to_be_visible()
+    page.wait_for_timeout(1000)  # the upload drawn on the canvas
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.55, steps=12)
+    page.mouse.up()
+    steps_box = page.get_by_label("number input for Steps")
+    steps_box.fill("3")
+    steps_box.press("Enter")
+    page.get_by_role("button", name="Generate").click()
+    page.screenshot(path=SCREENSHOTS / "inpaint-painted.png", full_page=True)
+    expect(status(page)).to_contain_text("Done: seed", timeout=120_000)
+    assert "128×96" in status(page).inner_text()
+    expect(gallery_images(page)).to_have_count(1)
+    page.screenshot(path=SCREENSHOTS / "inpaint.png", full_page=True)
