@@ -65,7 +65,7 @@ class RepaintJob:
         return self.padding is not None
 
     def crop(self, pipe: Any, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
-        """ "Masked only": the box generated, (x1, y1, x2, y2) of the image; None: the whole image."""
+        """The box generated with "masked only", (x1, y1, x2, y2) of the image; None: the whole image."""
         if not self.masked_only:
             return None
         return pipe.mask_processor.get_crop_region(self.mask, size[0], size[1], pad=self.padding)
