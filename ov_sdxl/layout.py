@@ -158,6 +158,11 @@ class ModelLayout:
         layout.check_sizes()
         return layout
 
+    @property
+    def inpainting(self) -> bool:
+        """Whether the base is an inpainting model (9-channel UNet): it runs inpaint and outpaint only."""
+        return bool((self.manifest or {}).get("inpainting"))
+
     def check_sizes(self) -> None:
         """Every file the manifest lists is present with its recorded size (a cheap check at every load)."""
         for rel, entry in (self.manifest or {}).get("files", {}).items():

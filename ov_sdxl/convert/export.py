@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ov_sdxl.config import ConvertConfig, WeightFormat
-from ov_sdxl.convert.sources import COMPONENT, STAGE_GROUPS, StageSource, estimate, resolve_source
+from ov_sdxl.convert.sources import COMPONENT, STAGE_GROUPS, StageSource, estimate, is_inpainting, resolve_source
 from ov_sdxl.errors import ConfigError, ConversionError, InputError, OvSdxlError
 from ov_sdxl.layout import TINY_VAE, ModelLayout, add_source, sha256_file, write_manifest
 from ov_sdxl.resources import check_free, gb, run_watched
@@ -357,6 +357,12 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
         log.info("%s is already converted (%s); nothing to do (--overwrite redoes it)", config.output, config.weights)
         return ConvertResult(config.output, skipped=True, seconds=time.monotonic() - started)
     sources = {stage: resolve_source(src, stage, config) for stage, src in stages.items() if src}
+    inpainting = is_inpainting(sources["base"])
+    if inpainting and calibration is not None:
+        raise ConfigError(
+            f"--base {labels['base']} is an inpainting model; --weights hybrid-int8 calibrates on text2img renders, "
+            "which it cannot make: choose fp16, int8 or int4"
+        )
     peak, disk = estimate(sources, config.weights)
     check_free(memory=peak, disk=disk, folder=config.output.parent, max_memory=config.max_memory)
     log.info("expected: peak memory about %s, disk about %s", gb(peak), gb(disk))
@@ -377,6 +383,8 @@ def convert_models(config: ConvertConfig, source_labels: dict[str, str] | None =
         extra["loras"] = manifest_entry(list(config.loras))
     if config.few_step is not None:
         extra["model_info"] = config.few_step.manifest_entry()
+    if inpainting:
+        extra["inpainting"] = True  # the base's UNet takes 9 channels: latents, mask, the masked image's latents
     if calibration is not None:
         steps = progress.steps.items()  # the hybrid step of each stage's unet (TAESDXL's step is not one)
         unets = {key.split("/")[0]: result for key, result in steps if key.split("/")[0] in sources}

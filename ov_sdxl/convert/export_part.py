@@ -24,20 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ov_sdxl.convert.sources import COMPONENT, INPAINTING_CLASS, STAGE_CLASSES  # which component holds each part
 from ov_sdxl.formats import WeightFormat
 from ov_sdxl.page_release import ReleaseMappedPages
 
 log = logging.getLogger("ov_sdxl.convert.export_part")
 
-# which pipeline component holds each exported sub-model's weights
-COMPONENT = {
-    "text_encoder": "text_encoder",
-    "text_encoder_2": "text_encoder_2",
-    "unet": "unet",
-    "vae_encoder": "vae",
-    "vae_decoder": "vae",
-}
-STAGE_PIPELINES = {"base": "StableDiffusionXLPipeline", "refiner": "StableDiffusionXLImg2ImgPipeline"}
 # The side of the dummy input each sub-model is traced with (latents for the UNet and the VAE decoder, pixels for
 # the VAE encoder).
 # optimum-intel traces at the model's sample size (128x128 latents, 1024x1024 pixels), and torch.jit.trace keeps
@@ -155,7 +147,8 @@ def _pipeline(job: ExportJob) -> Any:
         else:
             components[name] = _load_meta(source, name)
     flags = {k: index[k] for k in ("force_zeros_for_empty_prompt", "requires_aesthetics_score") if k in index}
-    cls = getattr(diffusers, STAGE_PIPELINES[job.stage])
+    own = index.get("_class_name")  # an inpainting base keeps its class: its UNet takes 9 channels
+    cls = getattr(diffusers, own if own == INPAINTING_CLASS else STAGE_CLASSES[job.stage])
     return cls(**components, **flags, add_watermarker=False)
 
 

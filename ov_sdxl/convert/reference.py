@@ -26,6 +26,8 @@ from ov_sdxl.errors import ConfigError
 
 PARTS = {"base": ("unet", "vae", "text_encoder", "text_encoder_2"), "refiner": ("unet", "vae", "text_encoder_2")}
 PIPELINES = {"base": "StableDiffusionXLPipeline", "refiner": "StableDiffusionXLImg2ImgPipeline"}
+INPAINTING_CLASS = "StableDiffusionXLInpaintPipeline"  # a base whose UNet takes 9 channels (inpaint, outpaint only)
+INPAINTING_CHANNELS = 9  # latents, mask, the masked image's latents
 CLASSES = {
     "unet": ("diffusers", "UNet2DConditionModel"),
     "vae": ("diffusers", "AutoencoderKL"),
@@ -45,17 +47,18 @@ def component_config(stage: str, part: str) -> dict[str, Any]:
     return {k: v for k, v in reference()[stage][part].items() if not k.startswith("_")}
 
 
-def default_config_dir(stage: str) -> Path:
-    """The shipped SDXL 1.0 config folder of ``stage``, written once into the cache (``$XDG_CACHE_HOME``)."""
+def default_config_dir(stage: str, inpainting: bool = False) -> Path:
+    """The shipped SDXL 1.0 config folder of ``stage`` (``inpainting``: the base with a 9-channel UNet), written
+    once into the cache (``$XDG_CACHE_HOME``)."""
     check_part(stage)
     digest = hashlib.sha256(json.dumps(reference()[stage], sort_keys=True).encode()).hexdigest()[:12]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ov-sdxl" / "single-file-config"
-    folder = cache / f"sdxl-{stage}-{digest}"
+    folder = cache / f"sdxl-{stage}{'-inpainting' if inpainting else ''}-{digest}"
     if (folder / "model_index.json").is_file():
         return folder
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    write_config_folder(stage, partial)
+    write_config_folder(stage, partial, inpainting)
     try:
         partial.rename(folder)
     except OSError:  # another process finished first
@@ -65,8 +68,9 @@ def default_config_dir(stage: str) -> Path:
     return folder
 
 
-def write_config_folder(stage: str, dest: str | Path) -> Path:
-    """Write a diffusers folder without weights from the shipped reference: configs, scheduler, tokenizers."""
+def write_config_folder(stage: str, dest: str | Path, inpainting: bool = False) -> Path:
+    """Write a diffusers folder without weights from the shipped reference: configs, scheduler, tokenizers
+    (``inpainting``: an inpainting base, its UNet taking 9 channels)."""
     import diffusers
     from transformers import CLIPTextConfig
 
@@ -82,14 +86,18 @@ def write_config_folder(stage: str, dest: str | Path) -> Path:
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     none = [None, None]
-    index = {"_class_name": PIPELINES[stage], **version, **plain("model_index"), "text_encoder": none}
+    if inpainting and stage != "base":
+        raise ConfigError(f"an inpainting model is a base, not a {stage}")
+    pipeline = INPAINTING_CLASS if inpainting else PIPELINES[stage]
+    index = {"_class_name": pipeline, **version, **plain("model_index"), "text_encoder": none}
     index |= {"feature_extractor": none, "image_encoder": none, "tokenizer": none}
     index["scheduler"] = ["diffusers", ref["scheduler"]["_class_name"]]
     write(dest / "scheduler" / "scheduler_config.json", {**ref["scheduler"], **version})
     for part in PARTS[stage]:
         library, name = index[part] = list(CLASSES[part])
         if library == "diffusers":
-            write(dest / part / "config.json", {"_class_name": name, **version, **plain(part)})
+            channels = {"in_channels": INPAINTING_CHANNELS} if inpainting and part == "unet" else {}
+            write(dest / part / "config.json", {"_class_name": name, **version, **plain(part), **channels})
         else:
             CLIPTextConfig(**plain(part)).save_pretrained(dest / part)
     for name in tokenizers(stage):

@@ -32,6 +32,8 @@ from typing import Any
 
 from ov_sdxl.convert.reference import (
     CLASSES,
+    INPAINTING_CHANNELS,
+    INPAINTING_CLASS,
     PARTS,
     PIPELINES,
     check_part,
@@ -74,6 +76,11 @@ def inspect_checkpoint(path: str | Path, allow_pickle: bool = False) -> str:
     return _Checkpoint(path, allow_pickle).stage
 
 
+def is_inpainting_checkpoint(path: str | Path, allow_pickle: bool = False) -> bool:
+    """Whether an SDXL single-file checkpoint is an inpainting base (its UNet takes 9 channels)."""
+    return _Checkpoint(path, allow_pickle).inpainting
+
+
 def load_component(
     checkpoint: str | Path,
     stage: str,
@@ -89,7 +96,7 @@ def load_component(
     check_part(stage, part)
     ckpt = _Checkpoint(checkpoint, allow_pickle)
     _check_stage(ckpt, stage)
-    folder = Path(config_dir) if config_dir is not None else default_config_dir(stage)
+    folder = Path(config_dir) if config_dir is not None else default_config_dir(stage, ckpt.inpainting)
     model = _empty_model(folder, part)
     import torch
 
@@ -121,14 +128,16 @@ def write_pipeline_folder(
     parts = PARTS[stage] if parts is None else tuple(parts)
     for part in parts:
         check_part(stage, part)
-    _check_stage(_Checkpoint(checkpoint, allow_pickle), stage)
-    folder = Path(config_dir) if config_dir is not None else default_config_dir(stage)
+    ckpt = _Checkpoint(checkpoint, allow_pickle)
+    _check_stage(ckpt, stage)
+    folder = Path(config_dir) if config_dir is not None else default_config_dir(stage, ckpt.inpainting)
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise ModelNotFoundError(f"config folder {folder} has no model_index.json; it must be a diffusers folder")
     found = json.loads(index_file.read_text(encoding="utf-8")).get("_class_name")
-    if found != PIPELINES[stage]:
-        raise ConfigError(f"config folder {folder} holds a {found}, not the {stage}'s {PIPELINES[stage]}")
+    wanted = INPAINTING_CLASS if ckpt.inpainting else PIPELINES[stage]
+    if found != wanted:
+        raise ConfigError(f"config folder {folder} holds a {found}, not the {stage}'s {wanted}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(index_file, dest / "model_index.json")
@@ -169,6 +178,8 @@ class _Checkpoint:
             with self._open() as f:
                 self.shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
         self.stage = _detect_stage(self.shapes, self.path)
+        conv_in = self.shapes.get(UNET_PREFIX + "input_blocks.0.0.weight")
+        self.inpainting = conv_in is not None and conv_in[1] == INPAINTING_CHANNELS
 
     def _open(self):
         from safetensors import SafetensorError, safe_open
@@ -239,10 +250,12 @@ def _detect_stage(shapes: dict[str, tuple[int, ...]], path: Path) -> str:
             f"{VAE_PREFIX}*); ov-sdxl needs a complete checkpoint"
         )
     conv_in = shapes.get(UNET_PREFIX + "input_blocks.0.0.weight")
-    if conv_in is not None and len(conv_in) == 4 and conv_in[1] != 4:
+    inpainting = stage == "base" and conv_in is not None and len(conv_in) == 4 and conv_in[1] == INPAINTING_CHANNELS
+    if conv_in is not None and len(conv_in) == 4 and conv_in[1] != 4 and not inpainting:
         raise ConfigError(
-            f"{path} is an SDXL {stage} whose UNet takes {conv_in[1]} input channels (an inpainting or "
-            "instruct-pix2pix model); ov-sdxl converts text-to-image SDXL (4 channels) only"
+            f"{path} is an SDXL {stage} whose UNet takes {conv_in[1]} input channels (an instruct-pix2pix or "
+            "other image-conditioned model); ov-sdxl converts SDXL text-to-image (4 channels) and inpainting "
+            "bases (9 channels)"
         )
     return stage
 

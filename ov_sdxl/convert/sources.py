@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ov_sdxl.config import ConvertConfig, WeightFormat
+from ov_sdxl.convert.reference import INPAINTING_CLASS, PIPELINES
 from ov_sdxl.errors import ConfigError, ModelNotFoundError
 from ov_sdxl.specs import PICKLE_SUFFIXES
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-STAGE_CLASSES = {"base": "StableDiffusionXLPipeline", "refiner": "StableDiffusionXLImg2ImgPipeline"}
+STAGE_CLASSES = PIPELINES  # the diffusers pipeline class of each stage's folder (an inpainting base: INPAINTING_CLASS)
 STAGE_GROUPS = {
     "base": (("unet",), ("text_encoder", "text_encoder_2", "vae_decoder", "vae_encoder")),
     "refiner": (("unet",), ("text_encoder_2", "vae_decoder", "vae_encoder")),
@@ -55,7 +56,7 @@ def resolve_source(source: str, stage: str, config: ConvertConfig) -> StageSourc
 
 def _single_file_source(source: str, path: Path, stage: str, config: ConvertConfig) -> StageSource:
     from ov_sdxl.convert.reference import default_config_dir
-    from ov_sdxl.convert.single_file import inspect_checkpoint, is_single_file
+    from ov_sdxl.convert.single_file import inspect_checkpoint, is_inpainting_checkpoint, is_single_file
 
     if not is_single_file(path):
         raise ConfigError(
@@ -64,26 +65,31 @@ def _single_file_source(source: str, path: Path, stage: str, config: ConvertConf
     found = inspect_checkpoint(path, allow_pickle=config.allow_pickle)
     if found != stage:
         raise ConfigError(f"--{stage} {source} is an SDXL {found} checkpoint (did you swap --base and --refiner?)")
-    folder = _single_file_config(config.single_file_config, stage) or default_config_dir(stage)
+    inpainting = is_inpainting_checkpoint(path, allow_pickle=config.allow_pickle)
+    folder = _single_file_config(config.single_file_config, stage, inpainting) or default_config_dir(stage, inpainting)
     return StageSource(label=source, folder=folder, checkpoint=path)
 
 
-def _single_file_config(folder: Path | None, stage: str) -> Path | None:
+def _single_file_config(folder: Path | None, stage: str, inpainting: bool = False) -> Path | None:
     """``--single-file-config``: the stage's diffusers folder, or a folder holding ``base/`` and ``refiner/``."""
     if folder is None:
         return None
+    wanted = INPAINTING_CLASS if inpainting else STAGE_CLASSES[stage]
     for candidate in (folder, folder / stage):
         index = candidate / "model_index.json"
-        if (
-            index.is_file()
-            and json.loads(index.read_text(encoding="utf-8")).get("_class_name") == STAGE_CLASSES[stage]
-        ):
+        if index.is_file() and json.loads(index.read_text(encoding="utf-8")).get("_class_name") == wanted:
             _check_folder(candidate, stage, what="--single-file-config")
             return candidate
     raise ConfigError(
         f"--single-file-config {folder} holds no configuration for the {stage}: give a diffusers folder of a "
-        f"{STAGE_CLASSES[stage]}, or a folder with base/ and refiner/ inside"
+        f"{wanted}, or a folder with base/ and refiner/ inside"
     )
+
+
+def is_inpainting(source: StageSource) -> bool:
+    """Whether ``source`` is an SDXL inpainting model (its UNet takes the mask and the masked image too)."""
+    index = source.folder / "model_index.json"
+    return json.loads(index.read_text(encoding="utf-8")).get("_class_name") == INPAINTING_CLASS
 
 
 def _check_folder(path: Path, stage: str, what: str | None = None) -> None:
@@ -92,7 +98,7 @@ def _check_folder(path: Path, stage: str, what: str | None = None) -> None:
     if not index.is_file():
         raise ModelNotFoundError(f"{what} {path} has no model_index.json; it is not a diffusers folder")
     class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
-    if class_name != STAGE_CLASSES[stage]:
+    if class_name != STAGE_CLASSES[stage] and not (stage == "base" and class_name == INPAINTING_CLASS):
         raise ConfigError(
             f"{what} {path} is a {class_name}, expected a {STAGE_CLASSES[stage]} (did you swap --base and --refiner?)"
         )

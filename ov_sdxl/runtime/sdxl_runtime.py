@@ -194,6 +194,11 @@ class SDXLRuntime:
                 f"{what} needs a refiner, and {self.layout.root} has none; "
                 "convert with --refiner stabilityai/stable-diffusion-xl-refiner-1.0"
             )
+        if self.layout.inpainting and not params.mode.repaints:
+            raise ConfigError(
+                f"{self.layout.root} is an inpainting model (its UNet takes the mask too): it runs inpaint and "
+                f"outpaint, not {params.mode.value}"
+            )
         params, notes = self.resolve(params)
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         repaint = RepaintJob.build(params, seed) if params.mode.repaints else None

@@ -156,10 +156,11 @@ class Stages:
         return self._decode(pipe, latents, run)
 
     def _inpaint(self, run: Run) -> list[Any]:
-        """Inpaint and outpaint: diffusers' inpainting ``__call__`` on the base (its 4-channel UNet's masked latent
-        blending); with ``refiner_frac`` the refiner's inpainting takes the latents over at that fraction (diffusers'
-        inpainting ensemble), with ``refine_strength`` it repaints the masked part of the finished image again. The
-        generated pixels are pasted over the original through the mask (inpaint.py)."""
+        """Inpaint and outpaint: diffusers' inpainting ``__call__`` on the base (a 4-channel UNet's latents are reset
+        outside the mask at each step; an inpainting UNet takes the mask and the masked image as inputs). With
+        ``refiner_frac`` the refiner's inpainting takes the latents over at that fraction (diffusers' inpainting
+        ensemble); with ``refine_strength`` it repaints the masked part of the finished image again. The generated
+        pixels are pasted over the original through the mask (inpaint.py)."""
         params, job, size = run.params, run.repaint, (run.width, run.height)
         pasting = functools.partial(job.paste, size=size)
         base, strength, fraction = self._prepare("inpaint", run), params.strength, params.refiner_frac

@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from ov_sdxl.testing.lora_files import write_kohya_lora, write_peft_lora
     from ov_sdxl.testing.original import write_original_checkpoint
     from ov_sdxl.testing.synthetic import build_synthetic_sources, count_parameters
-    from ov_sdxl.testing.tiny import TEXT_HIDDEN, TINY_SOURCES, build_tiny_model, build_tiny_sources
+    from ov_sdxl.testing.tiny import (
+        TEXT_HIDDEN,
+        TINY_SOURCES,
+        build_tiny_inpainting_source,
+        build_tiny_model,
+        build_tiny_sources,
+    )
 
 __getattr__ = lazy_exports(
     __name__,
@@ -28,6 +34,7 @@ __getattr__ = lazy_exports(
         "TEXT_HIDDEN": "ov_sdxl.testing.tiny",
         "TINY_SOURCES": "ov_sdxl.testing.tiny",
         "build_synthetic_sources": "ov_sdxl.testing.synthetic",
+        "build_tiny_inpainting_source": "ov_sdxl.testing.tiny",
         "build_tiny_model": "ov_sdxl.testing.tiny",
         "build_tiny_sources": "ov_sdxl.testing.tiny",
         "count_parameters": "ov_sdxl.testing.synthetic",
@@ -40,6 +47,7 @@ __all__ = [
     "TEXT_HIDDEN",
     "TINY_SOURCES",
     "build_synthetic_sources",
+    "build_tiny_inpainting_source",
     "build_tiny_model",
     "build_tiny_sources",
     "count_parameters",

@@ -33,6 +33,7 @@ TINY_SOURCES = {
 BASE_SEED = 0
 REFINER_SEED = 1
 TAESDXL_SEED = 2
+INPAINT_SEED = 3
 
 
 def _text_config(with_projection: bool):
@@ -55,7 +56,7 @@ def _text_config(with_projection: bool):
     )
 
 
-def _unet(cross_attention_dim: int, time_ids: int, seed: int):
+def _unet(cross_attention_dim: int, time_ids: int, seed: int, in_channels: int = 4):
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -64,7 +65,7 @@ def _unet(cross_attention_dim: int, time_ids: int, seed: int):
         block_out_channels=(32, 64),
         layers_per_block=2,
         sample_size=64,  # native size 512x512: defaults stay quick; SDXL's own sizes work as well
-        in_channels=4,
+        in_channels=in_channels,  # 9 for an inpainting UNet: latents, mask, masked image's latents
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -180,6 +181,18 @@ def build_tiny_sources(directory: str | Path) -> tuple[Path, Path]:
     build_tiny_taesdxl(directory / "taesdxl")
     log.info("tiny SDXL sources written to %s", directory)
     return base_dir, refiner_dir
+
+
+def build_tiny_inpainting_source(base_dir: str | Path, folder: str | Path) -> Path:
+    """A tiny SDXL inpainting base (a ``StableDiffusionXLInpaintPipeline`` whose UNet takes 9 channels), with the
+    text encoders, VAE and tokenizers of the tiny base in ``base_dir``, saved as a diffusers folder."""
+    from diffusers import StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline
+
+    base = StableDiffusionXLPipeline.from_pretrained(base_dir)
+    components = {**base.components, "unet": _unet(2 * TEXT_HIDDEN, time_ids=6, seed=INPAINT_SEED, in_channels=9)}
+    pipe = StableDiffusionXLInpaintPipeline(**components, force_zeros_for_empty_prompt=True, add_watermarker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return Path(folder)
 
 
 def build_tiny_model(output: str | Path, weights: str = "fp32", overwrite: bool = False) -> Path:

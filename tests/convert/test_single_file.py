@@ -290,9 +290,13 @@ def test_refuses_incomplete_or_special_sdxl(originals, tmp_path):
     no_vae = {k: v for k, v in state.items() if not k.startswith("first_stage_model.")}
     with pytest.raises(ConfigError, match=r"SDXL base checkpoint without its VAE"):
         sf.inspect_checkpoint(_save(no_vae, tmp_path / "no-vae.safetensors"))
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(32, 8, 3, 3)
+    with pytest.raises(ConfigError, match=r"takes 8 input channels \(an instruct-pix2pix"):
+        sf.inspect_checkpoint(_save(state, tmp_path / "pix2pix.safetensors"))
     state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(32, 9, 3, 3)
-    with pytest.raises(ConfigError, match=r"takes 9 input channels \(an inpainting"):
-        sf.inspect_checkpoint(_save(state, tmp_path / "inpaint.safetensors"))
+    inpainting = _save(state, tmp_path / "inpaint.safetensors")  # an inpainting base: converted (tests/runtime)
+    assert sf.inspect_checkpoint(inpainting) == "base" and sf.is_inpainting_checkpoint(inpainting)
+    assert not sf.is_inpainting_checkpoint(files["base"])
 
 
 def test_refuses_unreadable_and_missing_files(originals, tmp_path):

@@ -199,3 +199,76 @@ def test_refine_strength_repaints_the_masked_part_with_the_refiner(runtime, torc
     theirs = refiner_inpaint.image_processor.apply_overlay(mask, start_image, theirs)
     assert mean_abs_diff(ours.images[0], theirs) <= PARITY
     assert np.abs(outside(ours.images[0], BOX) - outside(start_image, BOX)).mean() <= 2.0
+
+
+@pytest.fixture(scope="module")
+def inpainting_model(tiny_sources, tmp_path_factory):
+    """A tiny SDXL inpainting base (9-channel UNet) as a diffusers folder, and converted by ov-sdxl (fp32)."""
+    from ov_sdxl import ConvertConfig, convert_models
+    from ov_sdxl.testing import build_tiny_inpainting_source
+
+    root = tmp_path_factory.mktemp("inpainting")
+    source = build_tiny_inpainting_source(tiny_sources[0], root / "source")
+    convert_models(ConvertConfig(base=str(source), output=root / "model", weights="fp32"))
+    return source, root / "model"
+
+
+def test_an_inpainting_unet_matches_diffusers(inpainting_model, ov_cache, start_image):
+    """A dedicated inpainting UNet (9 input channels: latents, mask, the masked image's latents): converted, recorded
+    in the manifest, and run through the same inpaint call; text2img is refused with the reason."""
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    from ov_sdxl import SDXLRuntime
+    from ov_sdxl.layout import read_manifest
+
+    source, model = inpainting_model
+    assert read_manifest(model)["inpainting"] is True
+    runtime = SDXLRuntime.from_dir(model, precision="f32", cache_dir=ov_cache)
+    ours = runtime.inpaint(PROMPT, image=start_image, mask=box_mask(), steps=STEPS, seed=SEED)
+    pipe = StableDiffusionXLInpaintPipeline.from_pretrained(source, add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    mask = blur(box_mask(), 4)
+    theirs = pipe(
+        PROMPT,
+        image=start_image,
+        mask_image=mask,
+        strength=0.99,
+        num_inference_steps=STEPS,
+        guidance_scale=5.0,
+        generator=generator(),
+        height=96,
+        width=128,
+    ).images[0]
+    theirs = pipe.image_processor.apply_overlay(mask, start_image, theirs)
+    assert pipe.unet.config.in_channels == 9
+    assert mean_abs_diff(ours.images[0], theirs) <= PARITY
+    assert np.abs(region(ours.images[0], BOX) - region(theirs, BOX)).mean() <= PARITY
+    with pytest.raises(ConfigError, match="is an inpainting model .*: it runs inpaint and outpaint, not text2img"):
+        runtime.text2img(PROMPT, steps=2)
+
+
+def test_hybrid_int8_refuses_an_inpainting_base(inpainting_model, tmp_path):
+    from ov_sdxl import ConvertConfig, convert_models
+
+    source, _ = inpainting_model
+    with pytest.raises(ConfigError, match="is an inpainting model; --weights hybrid-int8 calibrates on text2img"):
+        convert_models(ConvertConfig(base=str(source), output=tmp_path / "model", weights="hybrid-int8"))
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_single_file_inpainting_checkpoint_converts_and_runs(inpainting_model, ov_cache, start_image, tmp_path):
+    """The same inpainting base written as one original-layout file: recognised by its UNet's 9 input channels,
+    converted (its configs from --single-file-config), and making the image the folder's conversion makes."""
+    from ov_sdxl import ConvertConfig, SDXLRuntime, convert_models
+    from ov_sdxl.layout import read_manifest
+    from ov_sdxl.testing import write_original_checkpoint
+
+    source, folder_model = inpainting_model
+    checkpoint = write_original_checkpoint(source, tmp_path / "sdxl-inpainting.safetensors", "base")
+    config = ConvertConfig(base=str(checkpoint), output=tmp_path / "model", weights="fp32", single_file_config=source)
+    convert_models(config)
+    assert read_manifest(tmp_path / "model")["inpainting"] is True
+    call = {"image": start_image, "mask": box_mask(), "steps": 3, "seed": SEED}
+    from_file = SDXLRuntime.from_dir(tmp_path / "model", precision="f32", cache_dir=ov_cache).inpaint(PROMPT, **call)
+    from_folder = SDXLRuntime.from_dir(folder_model, precision="f32", cache_dir=ov_cache).inpaint(PROMPT, **call)
+    assert mean_abs_diff(from_file.images[0], from_folder.images[0]) <= 0.5
