@@ -39,7 +39,7 @@ from ov_sdxl.demo.inputs import (
     DemoLimits,
     size_label,
 )
-from ov_sdxl.demo.repaint import EXPAND
+from ov_sdxl.demo.repaint import EXPAND, REFINER
 from ov_sdxl.repaint import DEFAULT_MASK_BLUR, DEFAULT_MASKED_PADDING, InpaintArea, OutpaintFill
 from ov_sdxl.schedulers import SCHEDULERS
 
@@ -114,7 +114,7 @@ def build_demo(
                     visible=False,
                     elem_id="inpaint-editor",
                 )
-                repaint = _repaint_options()
+                repaint = _repaint_options(has_refiner)
                 with gr.Row():
                     generate = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
@@ -195,12 +195,12 @@ def build_demo(
     return demo
 
 
-REPAINT_INPUTS = ("mask", "mask_blur", "inpaint_area", "masked_padding", *EXPAND, "fill")  # generate()'s order
+REPAINT_INPUTS = ("mask", "mask_blur", "inpaint_area", "masked_padding", *EXPAND, "fill", *REFINER)  # generate()'s
 
 
-def _repaint_options() -> dict[str, Any]:
+def _repaint_options(has_refiner: bool) -> dict[str, Any]:
     """The Inpaint and Outpaint options, hidden until their mode is chosen: an uploaded mask, the mask's blur, the
-    area generated, and the four expand sliders with the fill."""
+    area generated, the refiner's part (when the model has one), and the four expand sliders with the fill."""
     found: dict[str, Any] = {}
     found["mask"] = gr.Image(
         label="Mask (optional, instead of painting): white = repaint",
@@ -221,6 +221,13 @@ def _repaint_options() -> dict[str, Any]:
         found["masked_padding"] = gr.Slider(
             0, 256, value=DEFAULT_MASKED_PADDING, step=8, label="Pixels kept around the mask (area: masked)"
         )
+        with gr.Row(visible=has_refiner):
+            found["refiner_frac"] = gr.Slider(
+                0, 0.95, value=0, step=0.05, label="Refiner finishes from", info="0: the base alone"
+            )
+            found["refine_strength"] = gr.Slider(
+                0, 1, value=0, step=0.05, label="Then refine the repainted part", info="strength; 0: no"
+            )
     with gr.Group(visible=False) as found["outpaint"]:
         with gr.Row():
             for name in EXPAND:
@@ -304,9 +311,10 @@ def _api_endpoints(handlers: DemoHandlers, native: tuple[int, int], defaults: di
         blur, padding = gr.Number(None, label="mask_blur"), gr.Number(None, label="masked_padding")
         area, fill = gr.Textbox(InpaintArea.WHOLE.value, label="inpaint_area"), gr.Textbox(None, label="fill")
         expand = [gr.Number(0, label=name) for name in EXPAND]
+        refiner = [gr.Number(None, label=name) for name in REFINER]
     inputs = [prompt, image, mask, negative, strength, blur, area, padding, input_width, input_height, *tail[:-1]]
-    trigger.click(handlers.inpaint, inputs, api_name="inpaint", **common)
-    inputs = [prompt, image, *expand, fill, negative, strength, blur, *tail[:-1]]
+    trigger.click(handlers.inpaint, [*inputs, *refiner], api_name="inpaint", **common)
+    inputs = [prompt, image, *expand, fill, negative, strength, blur, *tail[:-1], *refiner]
     trigger.click(handlers.outpaint, inputs, api_name="outpaint", **common)
 
 

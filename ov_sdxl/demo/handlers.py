@@ -101,6 +101,8 @@ class DemoHandlers:
         expand_right: float = 0,
         expand_bottom: float = 0,
         fill: str | None = None,
+        refiner_frac: float | None = None,  # Inpaint, Outpaint: the refiner's part; None or 0: the base alone
+        refine_strength: float | None = None,
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008 - Gradio's idiom: a tracker per event
     ) -> Iterator[Outputs]:
@@ -214,11 +216,14 @@ class DemoHandlers:
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
+        refiner_frac: float | None = None,
+        refine_strength: float | None = None,
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008
     ) -> tuple[list, str, dict]:
         """Repaint the white (or transparent) part of ``mask``; no mask: the image's transparent pixels; strength
-        0.99, mask blur 4 px, the whole image or only the mask's surroundings (``inpaint_area="masked"``)."""
+        0.99, mask blur 4 px, the whole image or only the mask's surroundings (``inpaint_area="masked"``); the
+        refiner finishing from ``refiner_frac`` or repainting the result at ``refine_strength`` (None: no refiner)."""
         return self._generate(Mode.INPAINT, _form(locals()), request, progress)[:3]
 
     def outpaint(
@@ -238,10 +243,13 @@ class DemoHandlers:
         seed: str | int = RANDOM_SEED,
         scheduler: str = MODEL_SCHEDULER,
         num_images: float = 1,
+        refiner_frac: float | None = None,
+        refine_strength: float | None = None,
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008
     ) -> tuple[list, str, dict]:
-        """Extend the image by the expand pixels (multiples of 8) on each side and paint the new area."""
+        """Extend the image by the expand pixels (multiples of 8) on each side and paint the new area (the refiner's
+        part as for ``inpaint``)."""
         return self._generate(Mode.OUTPAINT, _form(locals()), request, progress)[:3]
 
     # -- one run -----------------------------------------------------------------------------------------------

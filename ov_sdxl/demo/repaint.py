@@ -19,7 +19,8 @@ from ov_sdxl.errors import ConfigError
 
 SIDES = ("left", "top", "right", "bottom")
 EXPAND = tuple(f"expand_{side}" for side in SIDES)  # the form's names of the four sliders
-FORM = ("editor", "mask", "mask_blur", "inpaint_area", "masked_padding", "fill", *EXPAND)
+REFINER = ("refiner_frac", "refine_strength")  # the refiner's part; 0 or None: the base alone
+FORM = ("editor", "mask", "mask_blur", "inpaint_area", "masked_padding", "fill", *EXPAND, *REFINER)
 NO_MASK = "paint over the part to repaint (the brush, on the image), or upload a mask (white = repaint)"
 
 
@@ -35,6 +36,7 @@ def repaint_fields(mode: Mode, values: dict[str, Any], limits: DemoLimits) -> di
             fields[name] = whole(name, form[name])
     if fields["inpaint_area"] != "masked":
         fields.pop("masked_padding", None)  # the slider of a hidden option is not part of this request
+    fields.update({name: float(form[name]) for name in REFINER if form[name]})
     if mode is Mode.OUTPAINT:
         fields["expand"] = tuple(whole(name, form[name] or 0) for name in EXPAND)
         fields["fill"] = form["fill"] or None

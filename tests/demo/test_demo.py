@@ -747,5 +747,9 @@ def test_inpaint_and_outpaint_endpoints(client, tmp_path, start_image):
     wider = {"expand_left": 16, "expand_bottom": 8, "fill": "noise"}
     gallery, _, parameters = predict(client, prompt=PROMPT, image=photo, steps=3, api_name="/outpaint", **wider)
     assert Image.open(gallery[0]["image"]).size == (144, 104) and parameters["fill"] == "noise"
+    gallery, status, parameters = predict(
+        client, prompt=PROMPT, image=photo, mask=alpha, steps=4, refiner_frac=0.5, api_name="/inpaint"
+    )
+    assert parameters["refiner_frac"] == "0.5" and "refiner" in status  # the refiner finished the inpainting
     with pytest.raises(AppError, match="each side a multiple of 8 pixels"):
         predict(client, prompt=PROMPT, image=photo, expand_left=12, steps=2, api_name="/outpaint")
